@@ -1,0 +1,1 @@
+"""Packaged experiment specs (YAML); `synergy-bench run NAME` finds them here."""

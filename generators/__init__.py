@@ -1,0 +1,1 @@
+"""Data generators; each module registers one (see ``synergy_bench.data.Generator``)."""

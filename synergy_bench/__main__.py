@@ -1,0 +1,5 @@
+import sys
+
+from synergy_bench.cli import main
+
+sys.exit(main())

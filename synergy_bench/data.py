@@ -1,0 +1,94 @@
+"""The contract every generator follows, and helpers for exact ground truth.
+
+A generator knows nothing of methods. Built from its parameters and a seed (the seed fixes the
+"world": random maps, embeddings), it draws samples of a split, re-renders fresh *views* of the
+same samples (same discrete factors, new nuisance), and reports the exact PID of each task.
+
+A sample dict is plain data::
+
+    {"x": [x_1, ..., x_n],            # one float32 array per modality, (N, *shape_i)
+     "y": {task: labels},             # int64 (N,) per task, symbols 0..n_classes-1
+     "z": {factor: values}}           # the latent factors views are rendered from
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
+
+from synergy_bench.pid import PID, broja
+
+
+class Generator:
+    """Base class: subclasses set ``name``, ``Params`` and implement the methods below."""
+
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type]
+
+    def __init__(self, params, seed: int):
+        self.params = params
+        self.seed = int(seed)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """Names of the tasks whose labels ``sample`` returns."""
+        raise NotImplementedError
+
+    def n_classes(self, task: str) -> int:
+        """Number of label symbols of ``task`` (chance balanced accuracy is 1 / this)."""
+        raise NotImplementedError
+
+    def sample(self, split: str, rng: np.random.Generator) -> dict[str, Any]:
+        """Draw the samples of ``split`` ('train' or 'test'; sizes are parameters) as a sample dict."""
+        raise NotImplementedError
+
+    def views(self, z: dict[str, torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
+        """A fresh augmented view of a batch (same latents ``z``, new nuisance), on z's device."""
+        raise NotImplementedError
+
+    def ground_truth(self) -> dict[str, PID | None]:
+        """Exact PID (bits) of each task between the modalities' latents; None where not exact."""
+        raise NotImplementedError
+
+
+def joint_table(sizes: dict[str, int], factors1: tuple[str, ...], factors2: tuple[str, ...],
+                n_labels: int, label: Callable[[dict[str, int]], np.ndarray]) -> np.ndarray:
+    """Joint table p(x1, x2, y) of uniform independent discrete factors and a label rule.
+
+    Parameters
+    ----------
+    sizes : dict
+        Every factor involved and its number of symbols; factors are uniform and independent.
+    factors1, factors2 : tuple of str
+        The factors modality 1 and modality 2 see (they may share factors, e.g. a redundant r).
+    n_labels : int
+        Number of label symbols.
+    label : callable
+        ``label(z)`` returns p(y | z) (length ``n_labels``) for an assignment ``z`` of all factors.
+
+    Returns
+    -------
+    ndarray, shape (prod sizes[factors1], prod sizes[factors2], n_labels)
+        p(x1, x2, y) = sum_z p(z) 1[x1 = z|factors1] 1[x2 = z|factors2] p(y | z), where x_i is the
+        flat index of the tuple of factor values modality i sees.
+    """
+    names = list(sizes)
+    dims1, dims2 = [sizes[f] for f in factors1], [sizes[f] for f in factors2]
+    p = np.zeros((int(np.prod(dims1)), int(np.prod(dims2)), n_labels))
+    for combo in itertools.product(*[range(sizes[f]) for f in names]):
+        z = dict(zip(names, combo))
+        i = np.ravel_multi_index([z[f] for f in factors1], dims1) if dims1 else 0
+        j = np.ravel_multi_index([z[f] for f in factors2], dims2) if dims2 else 0
+        p[i, j] += label(z)
+    return p / p.sum()
+
+
+def to_torch(sample: dict[str, Any], device: str | torch.device) -> dict[str, Any]:
+    """Move a sample dict to ``device`` once (arrays -> tensors)."""
+    return {
+        "x": [torch.as_tensor(x, device=device) for x in sample["x"]],
+        "y": {t: torch.as_tensor(y, device=device) for t, y in sample["y"].items()},
+        "z": {f: torch.as_tensor(v, device=device) for f, v in sample["z"].items()},
+    }

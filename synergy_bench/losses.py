@@ -1,0 +1,84 @@
+"""Contrastive losses: SimCLR NT-Xent, CLIP InfoNCE and the InfMasking mask term.
+
+Every loss is a mean over the batch and works on any device and float dtype; nothing here draws
+random numbers.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's normalised-temperature cross entropy (Chen et al., 2020), symmetric.
+
+    The rows of ``a`` and ``b`` (N, E) are L2-normalised here. Each of the 2N embeddings
+    u in {a_1..a_N, b_1..b_N} is an anchor whose positive v is its partner (a_i <-> b_i) and whose
+    negatives are the 2N - 2 other embeddings of both batches:
+
+        l(u, v) = -log[ exp(u.v / tau) / sum_{w != u} exp(u.w / tau) ]
+        NT-Xent(a, b) = (1 / 2N) sum over the 2N anchors of l(u, v)
+
+    so NT-Xent(a, b) = NT-Xent(b, a).
+    """
+    n = a.shape[0]
+    z = F.normalize(torch.cat([a, b]), dim=-1)  # (2N, E)
+    sim = z @ z.T / temperature  # (2N, 2N)
+    self_pair = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_pair, float("-inf"))
+    partner = torch.arange(2 * n, device=z.device).roll(n)  # a_i <-> b_i
+    return F.cross_entropy(sim, partner)
+
+
+def clip_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE between two modalities (Radford et al., 2021).
+
+    The rows of ``a`` and ``b`` (N, E) are L2-normalised here; sample i of ``a`` must pick sample i
+    of ``b`` among the N rows of ``b`` and vice versa (negatives come from the other modality only):
+
+        L = 1/2 [ CE(a b^T / tau, I) + CE(b a^T / tau, I) ]
+    """
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.T / temperature  # (N, N)
+    target = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def infmasking_mask_loss(anchor: torch.Tensor, masked: torch.Tensor, weight: float | torch.Tensor,
+                         temperature: float) -> torch.Tensor:
+    """The InfMasking mask term L_mask (Wen, Dai et al., 2025), mean over the batch.
+
+    For anchor q = ``anchor[b]`` (E,) and its T masked embeddings z_t = ``masked[t, b]``, all
+    already L2-normalised (not re-normalised here), with lambda = ``weight`` and tau = temperature:
+
+        mu   = (1/T) sum_t z_t
+        Sigma = (1/T) sum_t (z_t - mu)(z_t - mu)^T,      Sigma~ = lambda Sigma / tau
+        pos  = q.mu + 1/2 q^T Sigma~ q
+        L_mask(q) = -log[ e^{pos/tau} / (e^{pos/tau} + sum_{t, n != b} e^{q.z_{t,n}/tau}
+                                          + sum_{n != b} e^{q.q_n/tau}) ] + 1/2 q^T Sigma~ q / tau
+
+    the closed form of the expected InfoNCE over infinitely many masks under a Gaussian model of
+    the masked embeddings. The E x E covariance is never formed: q^T Sigma q = (1/T) sum_t
+    (q.z_t - q.mu)^2, and q.z_t is the diagonal of the similarities already needed for the
+    negatives, so the cost is O(T B^2 E) like the negatives alone.
+
+    Parameters
+    ----------
+    anchor : (B, E) tensor, L2-normalised rows (the full fused embeddings q).
+    masked : (T, B, E) tensor, L2-normalised rows (the masked fused embeddings z_t).
+    weight : float or 0-d tensor, lambda (the ramped mask weight lambda(e)); 0 gives InfoNCE with
+        the mean of the masked views as positive.
+    temperature : float, tau > 0.
+    """
+    t, b, _ = masked.shape
+    sim = torch.einsum("be,tne->btn", anchor, masked)  # (B, T, B): q_b . z_{t,n}
+    q_z = sim.diagonal(dim1=0, dim2=2)  # (T, B): q_b . z_{t,b}
+    q_mu = q_z.mean(0)  # (B,): q . mu
+    quad = weight * (q_z - q_mu).pow(2).mean(0) / temperature  # (B,): q^T Sigma~ q
+    pos = q_mu + 0.5 * quad  # (B,)
+    other = torch.eye(b, dtype=torch.bool, device=anchor.device)  # (B, B): n == b
+    neg_masked = sim.masked_fill(other[:, None, :], float("-inf")).reshape(b, t * b)  # (B, T*B)
+    neg_anchor = (anchor @ anchor.T).masked_fill(other, float("-inf"))  # (B, B)
+    logits = torch.cat([pos[:, None], neg_masked, neg_anchor], dim=1) / temperature  # (B, 1+(T+1)B)
+    nll = torch.logsumexp(logits, dim=1) - logits[:, 0]  # (B,)
+    return (nll + 0.5 * quad / temperature).mean()

@@ -1,0 +1,1 @@
+"""Representation-learning methods; each module registers one (see ``base.Method``)."""

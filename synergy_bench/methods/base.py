@@ -1,0 +1,78 @@
+"""The contract every method follows.
+
+A method knows nothing of generators. It is built from its parameters, the per-sample shapes of
+the modalities and an integer seed; the one training loop (``synergy_bench.train``) feeds it two
+augmented views of a batch and steps its optimiser on :meth:`Method.loss`; afterwards
+:meth:`Method.embed` turns samples into the representation that the probes judge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from synergy_bench.nn import seeded_init
+from synergy_bench.registry import param
+
+
+@dataclass
+class EncoderParams:
+    """Encoder sizes shared by every method (override per method in a spec)."""
+
+    n_tokens: int = param(4, "tokens each modality's encoder emits (L)", ge=1)
+    d_model: int = param(64, "width of a token (the fusion transformer's width)", ge=8)
+    hidden: int = param(256, "hidden width of the per-modality MLP encoders", ge=1)
+    head_hidden: int = param(512, "hidden width of the projection head", ge=1)
+    embed_dim: int = param(128, "output size of the projection head (the contrastive space)", ge=1)
+    temperature: float = param(0.1, "softmax temperature tau of the contrastive losses", gt=0)
+
+
+class Method(nn.Module):
+    """Base class: subclasses set ``name`` and ``Params`` and implement ``loss`` and ``embed``.
+
+    Parameters
+    ----------
+    params : Params
+        The method's parameter dataclass.
+    shapes : list of tuple
+        Per-sample shape of each modality, e.g. ``[(32,), (32,)]``.
+    seed : int
+        Seeds the initial weights (now) and the method's own sampling (``self.rng``).
+    """
+
+    name: ClassVar[str] = "base"
+    Params: ClassVar[type] = EncoderParams
+    trainable: ClassVar[bool] = True  # False for control rows that are probed untrained
+
+    def __init__(self, params, shapes: list[tuple[int, ...]], seed: int):
+        super().__init__()
+        self.params = params
+        self.shapes = [tuple(s) for s in shapes]
+        self.seed = int(seed)
+        self._rng: torch.Generator | None = None
+
+    def init_weights(self) -> "Method":
+        """Call at the end of a subclass ``__init__``: seeds every weight from ``self.seed``."""
+        return seeded_init(self, torch.Generator().manual_seed(self.seed))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def rng(self) -> torch.Generator:
+        """A generator on the model's device for sampling inside ``loss`` (masks, noise)."""
+        if self._rng is None or self._rng.device != self.device:
+            self._rng = torch.Generator(device=self.device).manual_seed(self.seed + 1)
+        return self._rng
+
+    def loss(self, views1: list[torch.Tensor], views2: list[torch.Tensor], epoch: int,
+             max_epochs: int, labels: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Scalar training loss for two augmented views of one batch (lists over modalities)."""
+        raise NotImplementedError
+
+    def embed(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Representation (B, D) of a batch of samples; called in eval mode under no_grad."""
+        raise NotImplementedError

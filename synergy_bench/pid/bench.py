@@ -1,0 +1,164 @@
+"""Speed and agreement of the exact BROJA solver against the plain conic formulation.
+
+The reference is the textbook convex program handed to a general conic solver: cvxpy (Diamond
+and Boyd 2016) with Clarabel (Goulart and Chen 2024),
+
+.. math::
+
+    \\min_{Q \\ge 0} \\sum_{x_1,x_2,y} \\mathrm{rel\\_entr}\\big(Q(x_1,x_2,y), \\textstyle\\sum_{y'} Q(x_1,x_2,y')\\big)
+    \\quad\\text{s.t.}\\quad Q(x_1,y) = P(x_1,y),\\ Q(x_2,y) = P(x_2,y),
+
+whose value is :math:`-H_Q(Y \\mid X_1,X_2)` in nats. cvxpy is optional (``pip install cvxpy``).
+
+Run ``python -m synergy_bench.pid.bench`` for the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+
+import numpy as np
+
+from .broja import PID, broja, check_table
+from .info import entropy, source_target_informations
+
+#: Shapes (|X1|, |X2|, |Y|) compared against the conic formulation.
+BENCH_SHAPES = ((20, 20, 4), (30, 30, 6), (12, 12, 12))
+#: The largest shape the solver is timed on.
+LARGE_SHAPE = (50, 50, 10)
+
+
+def conic_broja(p) -> PID:
+    """BROJA atoms (bits) from the plain conic formulation, solved by cvxpy + Clarabel.
+
+    Parameters
+    ----------
+    p : array_like, shape (|X1|, |X2|, |Y|)
+        Non-negative joint table (normalised inside).
+
+    Returns
+    -------
+    PID
+        The four atoms, computed from the solver's optimal value.
+
+    Raises
+    ------
+    ImportError
+        If cvxpy is not installed.
+    """
+    try:
+        import cvxpy as cp
+    except ImportError as err:
+        raise ImportError("the conic reference needs cvxpy; install it with `pip install cvxpy` "
+                          "(or `pip install synergy-bench[bench]`)") from err
+    p = check_table(p)
+    n1, n2, m = p.shape
+    q = cp.Variable((n1 * n2, m), nonneg=True)                  # row x1 * n2 + x2
+    block = cp.sum(q, axis=1, keepdims=True) @ np.ones((1, m))
+    sum_x2 = np.kron(np.eye(n1), np.ones((1, n2)))              # (n1, n1 n2)
+    sum_x1 = np.kron(np.ones((1, n1)), np.eye(n2))              # (n2, n1 n2)
+    problem = cp.Problem(cp.Minimize(cp.sum(cp.rel_entr(q, block))),
+                         [sum_x2 @ q == p.sum(1), sum_x1 @ q == p.sum(0)])
+    problem.solve(solver=cp.CLARABEL)
+    i1, i2, i12 = source_target_informations(p)
+    i_q = entropy(p.sum((0, 1))) + problem.value / math.log(2.0)
+    return PID(i1 + i2 - i_q, i_q - i2, i_q - i1, i12 - i_q)
+
+
+def random_table(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A joint table drawn uniformly from the simplex (Dirichlet with all concentrations 1)."""
+    return rng.dirichlet(np.ones(int(np.prod(shape)))).reshape(shape)
+
+
+def _median_time(fn, tables) -> tuple[float, list]:
+    times, outs = [], []
+    for table in tables:
+        start = time.perf_counter()
+        outs.append(fn(table))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), outs
+
+
+def _single_blas_thread():
+    """Limit BLAS to one thread if threadpoolctl is present (the conic solver is single-threaded,
+    and small dense factorisations only lose from threads on a busy machine)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def run_pid_bench(repeats: int = 3, seed: int = 0, shapes=BENCH_SHAPES,
+                  large_shape=LARGE_SHAPE, conic_on_large: bool = False) -> list[dict]:
+    """Time ``broja`` against the conic formulation on random tables.
+
+    Parameters
+    ----------
+    repeats : int
+        Tables per shape; each solver's time is the median over them.
+    seed : int
+        Seed of ``numpy.random.default_rng`` that draws all tables.
+    shapes : sequence of (int, int, int)
+        Shapes compared against the conic formulation.
+    large_shape : (int, int, int) or None
+        Shape on which ``broja`` alone is timed (None to skip).
+    conic_on_large : bool
+        Also run the conic formulation on ``large_shape`` (slow).
+
+    Returns
+    -------
+    list of dict
+        One row per shape: ``shape``, ``repeats``, ``broja_s`` and ``conic_s`` (median seconds;
+        ``conic_s`` is None where not run), ``speedup`` (``conic_s / broja_s``) and
+        ``max_abs_diff_bits`` (largest atom difference over the tables).
+
+    Raises
+    ------
+    ImportError
+        If cvxpy is not installed.
+    """
+    conic_broja(np.ones((2, 2, 2)))                          # fails early without cvxpy; warms up
+    broja(np.ones((2, 2, 2)))
+    rng = np.random.default_rng(seed)
+    jobs = [(tuple(shape), True) for shape in shapes]
+    if large_shape is not None:
+        jobs.append((tuple(large_shape), conic_on_large))
+    rows = []
+    with _single_blas_thread():
+        for shape, with_conic in jobs:
+            tables = [random_table(shape, rng) for _ in range(repeats)]
+            t_ours, ours = _median_time(broja, tables)
+            row = {"shape": "x".join(map(str, shape)), "repeats": repeats, "broja_s": t_ours,
+                   "conic_s": None, "speedup": None, "max_abs_diff_bits": None}
+            if with_conic:
+                t_conic, theirs = _median_time(conic_broja, tables)
+                diff = max(abs(x - y) for a, b in zip(ours, theirs)
+                           for x, y in zip(a.as_dict().values(), b.as_dict().values()))
+                row.update(conic_s=t_conic, speedup=t_conic / t_ours, max_abs_diff_bits=diff)
+            rows.append(row)
+    return rows
+
+
+def geometric_mean_speedup(rows: list[dict]) -> float:
+    """Geometric mean of the ``speedup`` column over the rows that have one."""
+    ratios = [row["speedup"] for row in rows if row["speedup"] is not None]
+    return float(np.exp(np.mean(np.log(ratios))))
+
+
+def main() -> None:
+    """Print the benchmark as a table."""
+    rows = run_pid_bench()
+    print(f"{'shape':>10} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}")
+    for row in rows:
+        conic = f"{row['conic_s']:9.3f}" if row["conic_s"] is not None else f"{'-':>9}"
+        speed = f"{row['speedup']:8.1f}" if row["speedup"] is not None else f"{'-':>8}"
+        diff = f"{row['max_abs_diff_bits']:16.1e}" if row["max_abs_diff_bits"] is not None else f"{'-':>16}"
+        print(f"{row['shape']:>10} {row['broja_s']:9.4f} {conic} {speed} {diff}")
+    print(f"geometric mean speedup: {geometric_mean_speedup(rows):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
