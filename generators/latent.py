@@ -101,6 +101,11 @@ class Latent(Generator):
             out.append(x + p.noise * torch.randn(x.shape, generator=gen, device=device))
         return out
 
+    def modality_codes(self, z: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
+        k = self.params.k
+        c1, c2 = (np.ravel_multi_index([z[f] for f in fs], (k,) * len(fs)) for fs in self.FACTORS)
+        return c1, c2, k ** 3, k ** 3
+
     def ground_truth(self, full: bool = False) -> dict[str, PID]:
         """Exact PID of each task on the joint table of (modality-1 factors, modality-2 factors, y).
 

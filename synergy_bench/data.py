@@ -48,6 +48,13 @@ class Generator:
         """A fresh augmented view of a batch (same latents ``z``, new nuisance), on z's device."""
         raise NotImplementedError
 
+    def modality_codes(self, z: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int] | None:
+        """Flat codes of the discrete latents modality 1 and 2 see, and their numbers of values.
+
+        Used for the PID of a model's predictions; None where the latents are not discrete.
+        """
+        return None
+
     def ground_truth(self) -> dict[str, PID | None]:
         """Exact PID (bits) of each task between the modalities' latents; None where not exact."""
         raise NotImplementedError
@@ -92,3 +99,16 @@ def to_torch(sample: dict[str, Any], device: str | torch.device) -> dict[str, An
         "y": {t: torch.as_tensor(y, device=device) for t, y in sample["y"].items()},
         "z": {f: torch.as_tensor(v, device=device) for f, v in sample["z"].items()},
     }
+
+
+def prediction_pid(codes: tuple[np.ndarray, np.ndarray, int, int], pred: np.ndarray, n_labels: int) -> PID:
+    """Exact PID of (modality-1 latents, modality-2 latents; a model's predictions).
+
+    The empirical joint table of the test samples' latent codes and the predicted labels,
+    p(c1, c2, yhat) = (1/N) sum_n 1[c1_n = c1, c2_n = c2, yhat_n = yhat], solved exactly: how
+    redundant, unique or synergistic the model's *answers* are.
+    """
+    c1, c2, n1, n2 = codes
+    table = np.zeros((n1, n2, n_labels))
+    np.add.at(table, (c1, c2, pred), 1.0)
+    return broja(table)

@@ -28,7 +28,7 @@ import yaml
 from synergy_bench.registry import UserError
 
 COLUMNS = ["run_id", "experiment", "generator", "generator_label", "generator_params", "method",
-           "method_label", "method_params", "trained", "seed", "task", "metric", "value", "chance",
+           "method_label", "method_params", "trained", "grid_index", "seed", "task", "metric", "value", "chance",
            "truth_bits", "truth_redundancy", "truth_unique1", "truth_unique2", "truth_synergy",
            "train_seconds", "final_loss", "device", "version"]
 
@@ -125,9 +125,9 @@ def load(out_dir: str | Path) -> pd.DataFrame:
 
 
 def summary(df: pd.DataFrame, metric: str = "balanced_accuracy") -> pd.DataFrame:
-    """Mean and std over seeds of ``metric``: rows = methods (in first-seen order), columns = tasks."""
+    """Mean and std over seeds of ``metric``: rows = methods (in grid order), columns = tasks."""
     sub = df[df.metric == metric]
-    order = list(dict.fromkeys(sub.method_label))
+    order = list(sub.groupby("method_label").grid_index.min().sort_values().index)
     tasks = list(dict.fromkeys(sub.task))
     g = sub.groupby(["method_label", "task"]).value
     mean = g.mean().unstack()[tasks].reindex(order)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from synergy_bench import __version__
-from synergy_bench.data import to_torch
+from synergy_bench.data import prediction_pid, to_torch
 from synergy_bench.probe import linear_probe
 from synergy_bench.registry import UserError, get_generator, get_method, load_plugins, make_params
 from synergy_bench.spec import Run, derive_seed
@@ -64,9 +64,10 @@ def execute(run: Run) -> list[dict[str, Any]]:
             "generator_params": json.dumps(run.generator_params, sort_keys=True),
             "method": run.method, "method_label": run.method_label,
             "method_params": json.dumps(run.method_params, sort_keys=True),
-            "trained": mcls.trainable, "seed": run.seed, "train_seconds": round(train_seconds, 3),
+            "trained": mcls.trainable, "grid_index": run.index, "seed": run.seed, "train_seconds": round(train_seconds, 3),
             "final_loss": history[-1] if history else float("nan"),
             "device": device, "version": __version__}
+    codes = generator.modality_codes(test_np["z"])
     rows = []
     for task in run.tasks:
         k = generator.n_classes(task)
@@ -75,8 +76,11 @@ def execute(run: Run) -> list[dict[str, Any]]:
                            run.probe["Cs"], run.probe["holdout"], run.probe["max_iter"])
         t = truth.get(task)
         atoms = t.as_dict() if t is not None else {}
-        for metric in ("balanced_accuracy", "bits"):
-            rows.append({**base, "task": task, "metric": metric, "value": res[metric],
+        metrics = {m: res[m] for m in ("balanced_accuracy", "bits")}
+        if codes is not None:
+            metrics.update({f"pred_{a}": v for a, v in prediction_pid(codes, res["pred"], k).as_dict().items()})
+        for metric, value in metrics.items():
+            rows.append({**base, "task": task, "metric": metric, "value": value,
                          "chance": 1.0 / k, "truth_bits": t.total if t is not None else float("nan"),
                          **{f"truth_{a}": v for a, v in atoms.items()}})
     return rows

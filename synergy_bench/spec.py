@@ -207,6 +207,7 @@ class Run:
     seed: int
     base_seed: int
     device: str
+    index: int = 0  # position in the grid: orders tables and figures, not part of the run id
 
     @property
     def generator_label(self) -> str:
@@ -247,4 +248,4 @@ def expand(spec: dict[str, Any]) -> list[Run]:
                     runs.append(Run(spec["name"], spec["generator"]["name"], gp, entry["name"],
                                     entry["params"], tp, spec["probe"], tuple(spec["tasks"]),
                                     seed, spec["base_seed"], spec["device"]))
-    return runs
+    return [dataclasses.replace(r, index=i) for i, r in enumerate(runs)]

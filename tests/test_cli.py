@@ -21,8 +21,9 @@ def test_run_report_and_resume(tmp_path, capsys):
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns) == COLUMNS
     assert set(df.method) == {"raw", "random", "cross", "cross_self", "factorcl", "comm", "infmasking"}
-    assert set(df.metric) == {"balanced_accuracy", "bits"}
-    assert len(df) == 7 * 4 * 2
+    assert set(df.metric) == {"balanced_accuracy", "bits", "pred_redundancy", "pred_unique1",
+                              "pred_unique2", "pred_synergy"}
+    assert len(df) == 7 * 4 * 6
     assert df[df.metric == "balanced_accuracy"].value.between(0, 1).all()
     assert np.allclose(df.truth_bits, 1.0)
     assert (out / "figures" / "rus.png").stat().st_size > 0 and (out / "figures" / "rus.pdf").exists()

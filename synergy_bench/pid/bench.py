@@ -1,14 +1,14 @@
-"""Speed and agreement of the exact BROJA solver against the plain conic formulation.
+r"""Speed and agreement of the exact BROJA solver against the plain conic formulation.
 
 The reference is the textbook convex program handed to a general conic solver: cvxpy (Diamond
 and Boyd 2016) with Clarabel (Goulart and Chen 2024),
 
 .. math::
 
-    \\min_{Q \\ge 0} \\sum_{x_1,x_2,y} \\mathrm{rel\\_entr}\\big(Q(x_1,x_2,y), \\textstyle\\sum_{y'} Q(x_1,x_2,y')\\big)
-    \\quad\\text{s.t.}\\quad Q(x_1,y) = P(x_1,y),\\ Q(x_2,y) = P(x_2,y),
+    \min_{Q \ge 0} \sum_{x_1,x_2,y} \mathrm{rel\_entr}\big(Q(x_1,x_2,y), \textstyle\sum_{y'} Q(x_1,x_2,y')\big)
+    \quad\text{s.t.}\quad Q(x_1,y) = P(x_1,y),\ Q(x_2,y) = P(x_2,y),
 
-whose value is :math:`-H_Q(Y \\mid X_1,X_2)` in nats. cvxpy is optional (``pip install cvxpy``).
+whose value is :math:`-H_Q(Y \mid X_1,X_2)` in nats. cvxpy is optional (``pip install cvxpy``).
 
 Run ``python -m synergy_bench.pid.bench`` for the table.
 """
