@@ -8,6 +8,7 @@ import torch
 
 from synergy_bench.methods.factorcl import (ConcatCritic, FactorCL, infonce_bound,
                                             nce_club_bound)
+from synergy_bench.nn import seeded_init
 from synergy_bench.registry import UserError, get_method, make_params
 
 SHAPES = [(6,), (5,)]
@@ -54,8 +55,8 @@ def test_nce_club_hand_example_and_column_shift():
 
 def fit_critic(rho: float, steps: int = 200, b: int = 64) -> tuple[ConcatCritic, torch.Generator]:
     """A concat critic trained by maximising I_NCE on a 1-d Gaussian pair of correlation rho."""
-    torch.manual_seed(0)  # initial weights of the test critic only
-    critic, g = ConcatCritic(1, 1, 64, 1), torch.Generator().manual_seed(1)
+    critic = seeded_init(ConcatCritic(1, 1, 64, 1), torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
     opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
     for _ in range(steps):
         a = torch.randn(b, 1, generator=g)
@@ -148,7 +149,7 @@ def test_folded_loss_routes_gradients_like_the_alternating_scheme():
     def grads(select) -> list[torch.Tensor]:
         m.zero_grad()
         select(m.bounds(v1, v2)).backward()
-        return [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in m.parameters()]
+        return [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in m.parameters()]
 
     total = grads(lambda t: -(t["nce_s"] - t["club_s"] + t["nce_u1"] + t["nce_u2"] + t["nce_u"]
                               - t["club_u"]) - t["fit_club_s"] - t["fit_club_u"])

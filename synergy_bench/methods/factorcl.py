@@ -37,8 +37,9 @@ The shared training loop takes one step on one scalar, so both are folded into
                                                      [features detached]
 
 whose gradient moves the encoders and InfoNCE critics exactly as the encoder step and each CLUB
-critic exactly as its own step (one critic step per encoder step, on the same batch, taken
-together rather than one after the other).
+critic exactly as its own step: one critic step per encoder step on the same batch, as in the
+code's MultiBench scripts (its synthetic script takes 5 on fresh batches), taken together rather
+than one after the other.
 
 Where the paper and the public code (github pliang279/FactorCL) differ, and sizes:
 
@@ -182,7 +183,8 @@ class FactorCL(Method):
         """Shared [Z_S1, Z_S2] and unique [Z_U1, Z_U2] features, each (B, E)."""
         return [f(x) for f, x in zip(self.shared, xs)], [f(x) for f, x in zip(self.unique, xs)]
 
-    def bounds(self, views1: list[torch.Tensor], views2: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def bounds(self, views1: list[torch.Tensor],
+               views2: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every MI estimate (nats) in the loss.
 
         ``nce_s``, ``club_s``, ``nce_u1``, ``nce_u2``, ``nce_u``, ``club_u``: the terms of the S-

@@ -137,7 +137,7 @@ def run_pid_bench(repeats: int = 3, seed: int = 0, shapes=BENCH_SHAPES,
                 t_conic, theirs = _median_time(conic_broja, tables)
                 diff = max(abs(x - y) for a, b in zip(ours, theirs)
                            for x, y in zip(a.as_dict().values(), b.as_dict().values()))
-                row.update(conic_s=t_conic, speedup=t_conic / t_ours, max_abs_diff_bits=diff)
+                row.update(conic_s=t_conic, speedup=t_conic / t_ours, max_abs_diff_bits=float(diff))
             rows.append(row)
     return rows
 
