@@ -1,4 +1,4 @@
-"""The ``synergy-bench`` command line: list, run, report, generate, pid."""
+"""The ``synergy-bench`` command line: list, run, report, generate, pid, bench."""
 from __future__ import annotations
 
 import argparse
@@ -127,19 +127,142 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pid(args: argparse.Namespace) -> int:
-    truth = _generator(args.name, args.set, args.seed).ground_truth()
-    table = {t: (v.as_dict() if v is not None else None) for t, v in truth.items()}
+ATOMS = ("redundancy", "unique1", "unique2", "synergy")
+
+
+def _pid_row(label: str, source: str, pid) -> str:
+    return f"{label:<6}{source:<9}" + "".join(f"{getattr(pid, a):>12.6f}" for a in ATOMS) + f"{pid.total:>12.6f}"
+
+
+def _pid_header() -> str:
+    return f"{'task':<6}{'source':<9}" + "".join(f"{a:>12}" for a in ATOMS) + f"{'total':>12}"
+
+
+def _needed(est) -> str:
+    """What an estimate needed, in a few words."""
+    if est.clusters is not None:
+        return f"{est.clusters[0]}x{est.clusters[1]} clusters"
+    return "epochs " + " ".join(f"{k}={v}" for k, v in est.epochs.items())
+
+
+def _pid_of_table(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from synergy_bench.pid import broja
+
+    if args.name is not None:
+        raise UserError(f"give a generator NAME or --table FILE.npy, not both (got {args.name!r} and {args.table})")
+    if args.estimator != "exact" or args.samples is not None:
+        raise UserError("--table is solved exactly; --estimator and --samples apply to generator samples")
+    try:
+        table = np.load(args.table, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"--table {args.table}: no such file") from None
+    except (OSError, ValueError):
+        raise UserError(f"--table {args.table} is not a numpy array file; save the (|X1|, |X2|, |Y|) "
+                        "table with numpy.save") from None
+    if not isinstance(table, np.ndarray):                    # an .npz archive
+        if len(table.files) != 1:
+            raise UserError(f"--table {args.table} holds {len(table.files)} arrays; save one "
+                            "(|X1|, |X2|, |Y|) table with numpy.save")
+        table = table[table.files[0]]
+    try:
+        pid = broja(table)
+    except ValueError as err:
+        raise UserError(f"--table {args.table}: {err}") from None
     if args.json:
-        print(json.dumps(table, indent=2))
+        print(json.dumps({**pid.as_dict(), "total": pid.total}, indent=2))
         return 0
-    print(f"exact PID of {args.name} (bits)")
-    print(f"{'task':<8}{'redundancy':>12}{'unique1':>10}{'unique2':>10}{'synergy':>10}{'total':>10}")
+    print(f"exact PID of {args.table}, shape {'x'.join(map(str, table.shape))} (bits)")
+    print("".join(f"{a:>12}" for a in ATOMS) + f"{'total':>12}")
+    print("".join(f"{getattr(pid, a):>12.6f}" for a in ATOMS) + f"{pid.total:>12.6f}")
+    return 0
+
+
+def cmd_pid(args: argparse.Namespace) -> int:
+    """Exact PID of a table, or a generator's exact PID per task next to an estimate from samples."""
+    if args.table is not None:
+        return _pid_of_table(args)
+    if args.name is None:
+        raise UserError("give a generator NAME (see `synergy-bench list`) or --table FILE.npy")
+    if args.estimator == "exact":
+        if args.samples is not None:
+            raise UserError("--samples needs --estimator cluster or batch; the exact PID uses no samples")
+        return _print_truth(args.name, _generator(args.name, args.set, args.seed).ground_truth(), args.json)
+    return _print_estimates(args)
+
+
+def _print_truth(name: str, truth: dict, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({t: (v.as_dict() if v is not None else None) for t, v in truth.items()}, indent=2))
+        return 0
+    print(f"exact PID of {name} (bits)")
+    print(_pid_header())
     for t, v in truth.items():
-        if v is None:
-            print(f"{t:<8}{'not exact':>12}")
-        else:
-            print(f"{t:<8}{v.redundancy:>12.6f}{v.unique1:>10.6f}{v.unique2:>10.6f}{v.synergy:>10.6f}{v.total:>10.6f}")
+        print(f"{t:<6}{'exact':<9}{'not exact':>12}" if v is None else _pid_row(t, "exact", v))
+    return 0
+
+
+def _print_estimates(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from synergy_bench.pid import estimate
+    from synergy_bench.runner import resolve_device
+
+    if args.samples is not None and args.samples < 2:
+        raise UserError(f"--samples {args.samples} must be >= 2")
+    sets = list(args.set or []) + ([f"n_train={args.samples}"] if args.samples is not None else [])
+    gen = _generator(args.name, sets, args.seed)
+    sample = gen.sample("train", np.random.default_rng(args.seed))
+    options = {"device": resolve_device(args.device)} if args.estimator == "batch" else {}
+    truth = gen.ground_truth()
+    rows = {}
+    for task in gen.tasks:
+        est = estimate(sample["x"][0], sample["x"][1], sample["y"][task], args.estimator,
+                       seed=args.seed, **options)
+        rows[task] = (truth.get(task), est)
+    n = len(sample["y"][gen.tasks[0]])
+    if args.json:
+        print(json.dumps({t: {"truth": v.as_dict() if v is not None else None, "estimate": e.pid.as_dict(),
+                              "clusters": e.clusters, "epochs": e.epochs}
+                          for t, (v, e) in rows.items()}, indent=2))
+        return 0
+    print(f"PID of {args.name} (bits): exact vs {args.estimator} estimate from {n} samples")
+    print(_pid_header())
+    for t, (v, e) in rows.items():
+        print(f"{t:<6}{'exact':<9}{'not exact':>12}" if v is None else _pid_row(t, "exact", v))
+        print(_pid_row("", args.estimator, e.pid) + f"   {_needed(e)}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Time the exact BROJA solver against the conic formulation; print and write a CSV."""
+    import csv
+
+    from synergy_bench.pid.bench import geometric_mean_speedup, run_pid_bench
+
+    if args.repeats < 1:
+        raise UserError(f"--repeats {args.repeats} must be >= 1")
+    try:
+        rows = run_pid_bench(repeats=args.repeats, seed=args.seed)
+    except ImportError as err:
+        raise UserError(str(err)) from None
+    print(f"{'shape':>10} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}   "
+          f"(medians over {args.repeats} random tables)")
+    fmt = lambda v, spec, width: f"{v:{width}{spec}}" if v is not None else f"{'-':>{width}}"  # noqa: E731
+    for row in rows:
+        print(f"{row['shape']:>10} {row['broja_s']:9.4f} {fmt(row['conic_s'], '.3f', 9)} "
+              f"{fmt(row['speedup'], '.1f', 8)} {fmt(row['max_abs_diff_bits'], '.1e', 16)}")
+    print(f"geometric mean speedup: {geometric_mean_speedup(rows):.1f}x")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out)
+    print(f"wrote {out}")
     return 0
 
 
@@ -164,17 +287,32 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("dir")
     rep.set_defaults(fn=cmd_report)
 
-    for name, fn, text in (("generate", cmd_generate, "write samples, labels, latents and metadata to .npz"),
-                           ("pid", cmd_pid, "exact ground-truth PID (bits) of every task of a generator")):
-        g = sub.add_parser(name, help=text)
-        g.add_argument("name", help="generator name (see `synergy-bench list`)")
-        g.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter")
-        g.add_argument("--seed", type=int, default=0, help="seed of the generator's world and samples")
-        if name == "generate":
-            g.add_argument("--out", required=True, help="output .npz file")
-        else:
-            g.add_argument("--json", action="store_true", help="print JSON")
-        g.set_defaults(fn=fn)
+    g = sub.add_parser("generate", help="write samples, labels, latents and metadata to .npz")
+    g.add_argument("name", help="generator name (see `synergy-bench list`)")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter")
+    g.add_argument("--seed", type=int, default=0, help="seed of the generator's world and samples")
+    g.add_argument("--out", required=True, help="output .npz file")
+    g.set_defaults(fn=cmd_generate)
+
+    pid = sub.add_parser("pid", help="exact PID (bits) of a generator's tasks, next to an estimate "
+                                     "from samples, or of a table")
+    pid.add_argument("name", nargs="?", help="generator name (see `synergy-bench list`)")
+    pid.add_argument("--table", metavar="FILE.npy", help="solve this (|X1|, |X2|, |Y|) table exactly instead")
+    pid.add_argument("--estimator", default="exact", choices=("exact", "cluster", "batch"),
+                     help="exact: ground truth only; cluster or batch: also estimate from samples")
+    pid.add_argument("--samples", type=int, help="samples the estimate uses (default: the generator's n_train)")
+    pid.add_argument("--device", default="cpu", help="batch estimator device: auto, cpu, cuda or cuda:N")
+    pid.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter")
+    pid.add_argument("--seed", type=int, default=0, help="seed of the generator's world, samples and estimator")
+    pid.add_argument("--json", action="store_true", help="print JSON")
+    pid.set_defaults(fn=cmd_pid)
+
+    b = sub.add_parser("bench", help="speed benchmarks: `bench pid` times the exact BROJA solver")
+    b.add_argument("what", choices=("pid",), help="what to benchmark")
+    b.add_argument("--out", default=str(Path("results") / "bench" / "pid.csv"), help="CSV written (default: %(default)s)")
+    b.add_argument("--repeats", type=int, default=3, help="random tables per shape (default: %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random tables")
+    b.set_defaults(fn=cmd_bench)
     return p
 
 
