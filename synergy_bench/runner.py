@@ -43,9 +43,20 @@ def build_generator(run: Run):
 
 
 def execute(run: Run) -> list[dict[str, Any]]:
-    """Generate data, fit the method, probe every task; return tidy result rows."""
+    """Generate data, fit the method, probe every task; return tidy result rows.
+
+    Torch and the BLAS under numpy / scikit-learn use ``train.threads`` threads, so parallel
+    workers do not oversubscribe the cores (and numbers do not depend on the worker count).
+    """
+    from threadpoolctl import threadpool_limits
+
     load_plugins()
     torch.set_num_threads(run.train["threads"])
+    with threadpool_limits(run.train["threads"]):
+        return _execute(run)
+
+
+def _execute(run: Run) -> list[dict[str, Any]]:
     device = resolve_device(run.device)
     generator = build_generator(run)
     rng = np.random.default_rng(run.data_seed)
