@@ -1,6 +1,7 @@
 """Figures, built from a results table only: a small frame per figure first, drawing second."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -58,7 +59,7 @@ def report(df: pd.DataFrame, fig_dir: Path) -> list[Path]:
     labels = list(dict.fromkeys(df.generator_label))
     for gen_label in labels:
         part = df[df.generator_label == gen_label]
-        stem = "rus" if len(labels) == 1 else f"rus_{gen_label}"
+        stem = "rus" if len(labels) == 1 else "rus_" + re.sub(r"[^A-Za-z0-9=.-]+", "_", gen_label)
         title = f"{part.experiment.iloc[0]} — {gen_label}, {part.seed.nunique()} seed(s)"
         paths += draw_rus(rus_frame(part), title, fig_dir / stem)
     return paths
