@@ -24,6 +24,12 @@ def _generator(name: str, sets: list[str] | None, seed: int):
     return cls(make_params(cls, _kv(sets), f"generator[{name}]"), seed)
 
 
+def torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from synergy_bench.spec import packaged_specs
 
@@ -65,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     runs = expand(spec)
     out = Path(args.out or Path("results") / spec["name"])
     store = results.ResultsStore(out, spec, force=args.force)
+    store.write_meta({"version": __version__, "device": resolve_device(spec["device"]),
+                      "command": " ".join(["synergy-bench", *sys.argv[1:]]), "torch": torch_version()})
     failed = 0
     try:
         todo = [r for r in runs if r.run_id not in store.completed]

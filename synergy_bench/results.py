@@ -99,6 +99,10 @@ class ResultsStore:
         _append(self.done_file, run_id + "\n")
         self.completed.add(run_id)
 
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        """Record the package version, device and command beside the results (``meta.json``)."""
+        _atomic_write(self.dir / "meta.json", json.dumps(meta, indent=2) + "\n")
+
     def fail(self, run_id: str, label: str, error: str) -> None:
         _append(self.dir / "failures.jsonl", json.dumps({"run_id": run_id, "run": label, "error": error}) + "\n")
 

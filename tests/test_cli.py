@@ -27,6 +27,8 @@ def test_run_report_and_resume(tmp_path, capsys):
     assert df[df.metric == "balanced_accuracy"].value.between(0, 1).all()
     assert np.allclose(df.truth_bits, 1.0)
     assert (out / "figures" / "rus.png").stat().st_size > 0 and (out / "figures" / "rus.pdf").exists()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["device"] == "cpu" and meta["version"] == df.version.iloc[0]
     # rerun: everything is done, nothing duplicated
     assert main(["run", "--out", str(out), *TINY]) == 0
     assert "(7 already in" in capsys.readouterr().out
@@ -45,6 +47,34 @@ def test_user_errors_are_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert main(["pid", "nope"]) == 2
     assert "unknown generator 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--device", "cuda:7"], "device 'cuda:7' is not available"),
+    (["run", "--device", "tpu"], "device 'tpu' is not valid"),
+    (["run", "--executor", "slurm"], "executor 'slurm' is unknown; choose one of local"),
+    (["run", "--workers", "0"], "--workers 0 must be >= 1"),
+    (["run", "--set", "train.lr=fast"], "train.lr = 'fast' is not a float"),
+    (["run", "--set", "generator.k=1"], "generator[latent].k = 1 is out of range (allowed: >= 2 and <= 64"),
+    (["run", "--set", "seeds=-1"], "seeds = -1 must be a count >= 1"),
+    (["run", "--set", "tasks=[Y]"], "task 'Y' is not a task of generator 'latent'"),
+    (["run", "--set", "methods=[{name: infmasking, mask_ratio: -0.1}]"], "mask_ratio = -0.1 is out of range"),
+    (["run", "--set", "methods=[{name: infmasking, num_masks: 0}]"], "num_masks = 0 is out of range"),
+    (["run", "--set", "methods=[{name: infmasking, mask_ratoi: 0.5}]"], "did you mean 'mask_ratio'"),
+    (["run", "--set", "metods=[comm]"], "unknown spec key 'metods'; did you mean 'methods'"),
+])
+def test_bad_input_one_line_nothing_written(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (out / "results.csv").exists()
+
+
+def test_report_on_damaged_results(tmp_path, capsys):
+    (tmp_path / "results.csv").write_bytes(b"run_id,task\n\x00\xff\xfe,\"unclosed\n")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "results.csv" in capsys.readouterr().err
 
 
 def test_pid_json_and_generate(tmp_path, capsys):
