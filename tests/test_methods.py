@@ -10,7 +10,7 @@ from synergy_bench.registry import METHODS, load_plugins, make_params
 load_plugins()
 NAMES = sorted(METHODS)
 SHAPES = [(12,), (10,)]
-TINY = dict(n_tokens=2, d_model=16, hidden=32, head_hidden=32, embed_dim=16)
+TINY = dict(n_tokens=4, d_model=16, hidden=32, head_hidden=32, embed_dim=16)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -137,7 +137,8 @@ def test_infmasking_contains_the_comm_terms():
     tc, ti = comm.terms(v1, v2, 0, 10), inf.terms(v1, v2, 0, 10)
     assert len(ti) == len(tc) + 2 == len(SHAPES) + 3
     torch.testing.assert_close(torch.stack(ti[:len(tc)]), torch.stack(tc), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(inf.loss(v1, v2, 0, 10), torch.stack(ti).mean(), rtol=0, atol=0)
+    fresh = build("infmasking", seed=3)  # same weights and mask generator as ``inf`` had
+    torch.testing.assert_close(fresh.loss(v1, v2, 0, 10), torch.stack(ti).mean(), rtol=0, atol=0)
 
 
 def _inf_loss(epoch=0, **over):
@@ -209,3 +210,13 @@ def test_fusion_equals_a_standard_pre_norm_encoder():
         out = f(tokens, pad=pad)
         torch.testing.assert_close(out, f.norm(x[:, 0]))
         torch.testing.assert_close(out, f.norm(kept[:, 0]))
+
+
+def test_infmasking_masked_views_from_the_other_augmentation():
+    v1, v2 = views()
+    same, other = build("infmasking", n_tokens=4), build("infmasking", n_tokens=4, masked_from="other")
+    a, b = same.terms(v1, v2, 0, 2), other.terms(v1, v2, 0, 2)
+    n = len(SHAPES)
+    for x, y in zip(a[:n + 1], b[:n + 1]):  # the CoMM terms do not depend on the choice
+        torch.testing.assert_close(x, y)
+    assert all(torch.isfinite(t) for t in b) and not torch.allclose(a[-1], b[-1])

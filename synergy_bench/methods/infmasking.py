@@ -11,7 +11,8 @@ Choices settled from the public InfMasking code (github brightest66/InfMasking, 
 ``models/inffusion.py``, ``losses/infmasking_loss.py``, ``pl_modules/infmasking.py``):
 
 * The masked views of an anchor come from the same augmentation (q = Z' with masks of X' tokens,
-  q = Z'' with masks of X''): the code's default ``cross=False``.
+  q = Z'' with masks of X''): the code's default ``cross=False``. ``masked_from="other"`` pairs
+  Z' with masks of X'' and Z'' with masks of X' instead.
 * Masks act on the encoders' tokens, which are computed once per augmentation and shared with the
   unmasked views; the masked token sets go through the same fusion transformer (CLS token and
   final LayerNorm included) and then through the same projection head, one head call per masked
@@ -47,6 +48,15 @@ class InfMaskingParams(FusionParams):
     num_masks: int = param(6, "number T of masked views per sample", ge=1)
     mask_lambda: float = param(1.0, "lambda, final weight of the covariance term (ramped linearly "
                                     "over epochs)", ge=0.0)
+    masked_from: str = param("same", "augmentation the masked views of an anchor come from: the "
+                                     "anchor's own (public code) or the other one", choices=("same", "other"))
+
+    def __post_init__(self):
+        super().__post_init__()
+        if int(self.n_tokens * (1.0 - self.mask_ratio) + 1e-9) < 1:
+            raise ValueError(f"mask_ratio = {self.mask_ratio} with n_tokens = {self.n_tokens} keeps no "
+                             f"token of a modality; lower mask_ratio below {1 - 1 / self.n_tokens:.3g} "
+                             f"or raise n_tokens")
 
 
 @register_method
@@ -77,6 +87,7 @@ class InfMasking(CoMM):
         z = self.project(fused.flatten(0, 1)).unflatten(0, (v, 2))  # (V, 2, B, E)
         weight = p.mask_lambda * (epoch + 1) / max_epochs
         full, masked = z[n], z[n + 1:]  # (2, B, E), (T, 2, B, E)
-        mask_terms = [infmasking_mask_loss(full[a], masked[:, a], weight, p.temperature)
+        src = (0, 1) if p.masked_from == "same" else (1, 0)
+        mask_terms = [infmasking_mask_loss(full[a], masked[:, src[a]], weight, p.temperature)
                       for a in range(2)]
         return self.comm_terms(z[:n + 1]) + mask_terms
