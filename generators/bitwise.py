@@ -56,7 +56,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 import torch
 
-from synergy_bench.data import Generator, joint_table
+from synergy_bench.data import Fixed, Generator, RandomMap, joint_table
 from synergy_bench.pid import PID, broja
 from synergy_bench.registry import param, register_generator
 
@@ -140,13 +140,9 @@ class Bitwise(Generator):
         p, rng = params, np.random.default_rng(seed)
         self._dist = DISTS[p.dist]
         self._sources = (self._dist.sources1, self._dist.sources2)
-        in_dim = p.symbol_dim + p.n_nuisance
-        self._emb = [symbol_embeddings(2 ** len(fs), p.symbol_dim, rng) for fs in self._sources]
-        self._maps = [(rng.standard_normal((in_dim, p.hidden)) / np.sqrt(in_dim),
-                       0.1 * rng.standard_normal(p.hidden),
-                       rng.standard_normal((p.hidden, p.dim)) / np.sqrt(p.hidden))
-                      for _ in self._sources]
-        self._cache: dict[torch.device, tuple] = {}
+        self._emb = Fixed({str(i): symbol_embeddings(2 ** len(fs), p.symbol_dim, rng)
+                           for i, fs in enumerate(self._sources)})
+        self._maps = [RandomMap(p.symbol_dim, p.n_nuisance, p.hidden, p.dim, rng) for _ in self._sources]
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -163,12 +159,6 @@ class Bitwise(Generator):
         x = [v.numpy() for v in self.views({f: torch.as_tensor(v) for f, v in z.items()}, gen)]
         return {"x": x, "y": {"Y": np.asarray(self._dist.rule(z), dtype=np.int64)}, "z": z}
 
-    def _tensors(self, device: torch.device) -> tuple:
-        if device not in self._cache:
-            t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-            self._cache[device] = ([t(e) for e in self._emb], [tuple(t(a) for a in m) for m in self._maps])
-        return self._cache[device]
-
     @staticmethod
     def _code(z: dict[str, Any], sources: tuple[str, ...]) -> Any:
         """Flat index of the tuple of bits a source sees (first bit most significant)."""
@@ -179,16 +169,9 @@ class Bitwise(Generator):
 
     def views(self, z: dict[str, torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
         p = self.params
-        device = next(iter(z.values())).device
-        embs, maps = self._tensors(device)
-        n = next(iter(z.values())).shape[0]
-        out = []
-        for sources, emb, (w1, b1, w2) in zip(self._sources, embs, maps):
-            nuisance = p.nuisance_scale * torch.randn(n, p.n_nuisance, generator=gen, device=device)
-            inp = torch.cat([emb[self._code(z, sources)], nuisance], dim=1)  # (N, symbol_dim + n_nuisance)
-            x = torch.tanh(inp @ w1 + b1) @ w2                                # (N, dim)
-            out.append(x + p.noise * torch.randn(x.shape, generator=gen, device=device))
-        return out
+        emb = self._emb.on(next(iter(z.values())).device)
+        return [m(emb[str(i)][self._code(z, sources)], p.nuisance_scale, p.noise, gen)
+                for i, (sources, m) in enumerate(zip(self._sources, self._maps))]
 
     def modality_codes(self, z: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
         c1, c2 = (np.asarray(self._code(z, fs), dtype=np.int64) for fs in self._sources)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from synergy_bench.data import Generator, joint_table
+from synergy_bench.data import Fixed, Generator, RandomMap, joint_table
 from synergy_bench.pid import PID, broja
 from synergy_bench.registry import param, register_generator
 
@@ -55,13 +55,8 @@ class Latent(Generator):
     def __init__(self, params: Params, seed: int):
         super().__init__(params, seed)
         p, rng = params, np.random.default_rng(seed)
-        self._emb = {f: rng.standard_normal((p.k, p.symbol_dim)) for f in ("r", "u1", "u2", "s1", "s2")}
-        in_dim = 3 * p.symbol_dim + p.n_nuisance
-        self._maps = [(rng.standard_normal((in_dim, p.hidden)) / np.sqrt(in_dim),
-                       0.1 * rng.standard_normal(p.hidden),
-                       rng.standard_normal((p.hidden, p.dim)) / np.sqrt(p.hidden))
-                      for _ in self.FACTORS]
-        self._cache: dict[torch.device, tuple] = {}
+        self._emb = Fixed({f: rng.standard_normal((p.k, p.symbol_dim)) for f in ("r", "u1", "u2", "s1", "s2")})
+        self._maps = [RandomMap(3 * p.symbol_dim, p.n_nuisance, p.hidden, p.dim, rng) for _ in self.FACTORS]
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -81,25 +76,11 @@ class Latent(Generator):
         x = [v.numpy() for v in self.views({f: torch.as_tensor(v) for f, v in z.items()}, gen)]
         return {"x": x, "y": self.labels(z), "z": z}
 
-    def _tensors(self, device: torch.device) -> tuple:
-        if device not in self._cache:
-            t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-            self._cache[device] = ({f: t(e) for f, e in self._emb.items()},
-                                   [tuple(t(a) for a in m) for m in self._maps])
-        return self._cache[device]
-
     def views(self, z: dict[str, torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
         p = self.params
-        device = z["r"].device
-        emb, maps = self._tensors(device)
-        n = z["r"].shape[0]
-        out = []
-        for factors, (w1, b1, w2) in zip(self.FACTORS, maps):
-            nuisance = p.nuisance_scale * torch.randn(n, p.n_nuisance, generator=gen, device=device)
-            inp = torch.cat([emb[f][z[f]] for f in factors] + [nuisance], dim=1)  # (N, in_dim)
-            x = torch.tanh(inp @ w1 + b1) @ w2                                      # (N, dim)
-            out.append(x + p.noise * torch.randn(x.shape, generator=gen, device=device))
-        return out
+        emb = self._emb.on(z["r"].device)
+        return [m(torch.cat([emb[f][z[f]] for f in factors], dim=1), p.nuisance_scale, p.noise, gen)
+                for factors, m in zip(self.FACTORS, self._maps)]
 
     def modality_codes(self, z: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
         k = self.params.k

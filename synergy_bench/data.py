@@ -60,6 +60,44 @@ class Generator:
         raise NotImplementedError
 
 
+class Fixed:
+    """Fixed arrays of a generator's world, handed out as float32 tensors cached per device."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        self._cache: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    def on(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if device not in self._cache:
+            self._cache[device] = {k: torch.as_tensor(a, dtype=torch.float32, device=device)
+                                   for k, a in self.arrays.items()}
+        return self._cache[device]
+
+
+class RandomMap:
+    """A fixed, seeded, nonlinear map from a modality's symbol features and nuisance to features.
+
+        x = W2 tanh(W1 [s; a c] + b1) + sigma eps,    c ~ N(0, I_m),  eps ~ N(0, I_dim)
+
+    with W1 ~ N(0, 1/in), b1 ~ N(0, 0.1^2), W2 ~ N(0, 1/hidden) drawn once from ``rng`` (in that
+    order); a call draws the nuisance c and the noise eps from ``gen``: a fresh view.
+    """
+
+    def __init__(self, symbol_dim: int, n_nuisance: int, hidden: int, dim: int, rng: np.random.Generator):
+        in_dim = symbol_dim + n_nuisance
+        self.n_nuisance = n_nuisance
+        self.weights = Fixed({"w1": rng.standard_normal((in_dim, hidden)) / np.sqrt(in_dim),
+                              "b1": 0.1 * rng.standard_normal(hidden),
+                              "w2": rng.standard_normal((hidden, dim)) / np.sqrt(hidden)})
+
+    def __call__(self, symbols: torch.Tensor, nuisance_scale: float, noise: float,
+                 gen: torch.Generator) -> torch.Tensor:
+        w = self.weights.on(symbols.device)
+        c = nuisance_scale * torch.randn(symbols.shape[0], self.n_nuisance, generator=gen, device=symbols.device)
+        x = torch.tanh(torch.cat([symbols, c], dim=1) @ w["w1"] + w["b1"]) @ w["w2"]  # (N, dim)
+        return x + noise * torch.randn(x.shape, generator=gen, device=symbols.device)
+
+
 def joint_table(sizes: dict[str, int], factors1: tuple[str, ...], factors2: tuple[str, ...],
                 n_labels: int, label: Callable[[dict[str, int]], np.ndarray]) -> np.ndarray:
     """Joint table p(x1, x2, y) of uniform independent discrete factors and a label rule.

@@ -1,5 +1,4 @@
 """Nothing lost, nothing duplicated, same numbers: resume after SIGKILL, locks, failed runs."""
-import os
 import signal
 import subprocess
 import sys
