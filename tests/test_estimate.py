@@ -24,12 +24,7 @@ from synergy_bench.registry import get_generator, load_plugins, make_params
 DOMINANT = {"R": "redundancy", "U1": "unique1", "U2": "unique2", "S": "synergy"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def others(pid: PID, atom: str) -> float:

@@ -13,13 +13,7 @@ SHAPES = [(12,), (10,)]
 TINY = dict(n_tokens=4, d_model=16, hidden=32, head_hidden=32, embed_dim=16)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and immune to other processes' load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name, seed=0, shapes=SHAPES, **over):
