@@ -50,8 +50,9 @@ exact ground truth: the BROJA PID of the table p(x1, x2, y).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch

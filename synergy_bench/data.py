@@ -13,7 +13,8 @@ A sample dict is plain data::
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -41,8 +42,18 @@ class Generator:
         raise NotImplementedError
 
     def sample(self, split: str, rng: np.random.Generator) -> dict[str, Any]:
-        """Draw the samples of ``split`` ('train' or 'test'; sizes are parameters) as a sample dict."""
+        """Draw the samples of ``split`` ('train' or 'test'; sizes are parameters) as a sample dict.
+
+        Where ``biased_training`` is True, also 'probe': training-size samples from the test
+        distribution, for fitting the linear probes.
+        """
         raise NotImplementedError
+
+    @property
+    def biased_training(self) -> bool:
+        """True where 'train' samples come from another distribution than 'test' (then the
+        probes fit on ``sample("probe", rng)``); False by default."""
+        return False
 
     def views(self, z: dict[str, torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
         """A fresh augmented view of a batch (same latents ``z``, new nuisance), on z's device."""
@@ -58,6 +69,11 @@ class Generator:
     def ground_truth(self) -> dict[str, PID | None]:
         """Exact PID (bits) of each task between the modalities' latents; None where not exact."""
         raise NotImplementedError
+
+    def extra_truth(self) -> dict[str, dict[str, PID]]:
+        """More exact decompositions worth showing beside ``ground_truth``: {title: {task: PID}}
+        (e.g. other pairings of modalities); none by default."""
+        return {}
 
 
 class Fixed:

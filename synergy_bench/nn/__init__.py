@@ -58,7 +58,14 @@ class VectorTokenizer(nn.Module):
 
 
 def make_tokenizer(shape: tuple[int, ...], hidden: int, n_tokens: int, d_model: int) -> nn.Module:
-    """The token encoder for a modality of per-sample ``shape``: vectors get an MLP."""
+    """The token encoder for a modality of per-sample ``shape``: vectors (D,) get an MLP, images
+    (C, H, W) a small AlexNet (:class:`~synergy_bench.nn.images.ImageTokenizer`, ``hidden`` its
+    width scale: 256 gives AlexNet's widths)."""
     if len(shape) == 1:
         return VectorTokenizer(shape[0], hidden, n_tokens, d_model)
-    raise ValueError(f"no encoder for modality shape {shape}: only vectors (D,) are supported")
+    if len(shape) == 3:
+        from synergy_bench.nn.images import ImageTokenizer
+
+        return ImageTokenizer(shape, hidden, n_tokens, d_model)
+    raise ValueError(f"no encoder for modality shape {shape}: only vectors (D,) and images (C, H, W) "
+                     "are supported")
