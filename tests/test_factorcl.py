@@ -5,10 +5,16 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
-from synergy_bench.methods.factorcl import (ConcatCritic, FactorCL, infonce_bound,
-                                            nce_club_bound)
-from synergy_bench.nn import seeded_init
+from synergy_bench.methods.factorcl import (
+    ConcatCritic,
+    FactorCL,
+    infonce_bound,
+    nce_club_bound,
+)
+from synergy_bench.nn import mlp, seeded_init
+from synergy_bench.nn.images import ImageTokenizer
 from synergy_bench.registry import UserError, get_method, make_params
 
 SHAPES = [(6,), (5,)]
@@ -24,7 +30,7 @@ def batch(b: int = 16, seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Te
     g = torch.Generator().manual_seed(seed)
     common = torch.randn(b, 3, generator=g)
     xs = [torch.cat([common, torch.randn(b, d - 3, generator=g)], 1) for d in (6, 5)]
-    view = lambda: [x + 0.1 * torch.randn(x.shape, generator=g) for x in xs]  # noqa: E731
+    view = lambda: [x + 0.1 * torch.randn(x.shape, generator=g) for x in xs]
     return view(), view()
 
 
@@ -97,12 +103,81 @@ def test_registered_and_params_checked():
         make_params(FactorCL, {"critic_hidden": 0}, "method")
 
 
-def test_needs_two_vector_modalities():
+def test_needs_two_modalities_of_a_known_shape():
     p = make_params(FactorCL, SMALL, "method")
     with pytest.raises(ValueError, match="exactly 2 modalities"):
         FactorCL(p, [(4,), (4,), (4,)], 0)
-    with pytest.raises(ValueError, match="vector"):
-        FactorCL(p, [(4,), (3, 8, 8)], 0)
+    with pytest.raises(ValueError, match=r"no encoder for modality shape \(8, 8\)"):
+        FactorCL(p, [(4,), (8, 8)], 0)
+
+
+def test_vector_path_is_the_plain_mlp():
+    """Vector modalities feed the encoder MLPs directly: the model equals one assembled by hand from
+    ``mlp`` and the critics and seeded in the same order (same parameters, same numbers)."""
+    ref = nn.Module()
+    ref.shared = nn.ModuleList(mlp([d, 32, 32, 8]) for d in (6, 5))
+    ref.unique = nn.ModuleList(mlp([d, 32, 32, 8]) for d in (6, 5))
+    for name, d in [("nce_s", 8), ("club_s", 16), ("nce_u1", 8), ("nce_u2", 8), ("nce_u", 16),
+                    ("club_u", 8)]:
+        setattr(ref, name, ConcatCritic(d, d, 16, 1))
+    seeded_init(ref, torch.Generator().manual_seed(5))
+    m = build(seed=5)
+    assert list(m.state_dict()) == list(ref.state_dict())
+    for (k, p), q in zip(m.state_dict().items(), ref.state_dict().values()):
+        assert torch.equal(p, q), k
+    v1, _ = batch()
+    z = [enc[i](v1[i]) for i in range(2) for enc in (ref.shared, ref.unique)]
+    assert torch.equal(m.embed(v1), torch.cat(z, 1))
+
+
+IMAGE = {**SMALL, "hidden": 8, "n_tokens": 4, "d_model": 8}
+
+
+def images(b: int, shapes, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn((b, *s), generator=g) for s in shapes]
+
+
+@pytest.mark.parametrize("shapes", [[(3, 16, 16), (3, 16, 16)], [(6,), (3, 32, 32)]])
+def test_images_train_one_step_and_embed(shapes, one_thread):
+    """Image modalities get an AlexNet trunk per encoder (shared and unique apart), flattened into
+    the encoder MLP; one optimiser step moves every trunk and the representation is (B, 4E)."""
+    m = FactorCL(make_params(FactorCL, IMAGE, "method"), shapes, 0)
+    i = 0 if len(shapes[0]) == 3 else 1  # the first image modality
+    trunks = [m.shared[i][0], m.unique[i][0]]
+    assert all(isinstance(t, ImageTokenizer) for t in trunks) and trunks[0] is not trunks[1]
+    assert m.shared[i][2][0].in_features == IMAGE["n_tokens"] * IMAGE["d_model"]
+    v1, v2 = images(8, shapes, 1), images(8, shapes, 2)
+    before = [t.features.net[0].weight.clone() for t in trunks]
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    loss = m.loss(v1, v2, 0, 1)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert all(not torch.equal(t.features.net[0].weight, w) for t, w in zip(trunks, before))
+    m.eval()
+    with torch.no_grad():
+        z = m.embed(v1)
+    assert z.shape == (8, 4 * IMAGE["embed_dim"]) and torch.isfinite(z).all()
+
+
+def test_runs_on_trifeature_images(tmp_path, monkeypatch, one_thread):
+    """End to end on rendered image pairs: train, embed and probe two tasks."""
+    from synergy_bench.runner import execute
+    from synergy_bench.spec import expand, resolve
+
+    monkeypatch.setenv("SYNERGY_BENCH_CACHE", str(tmp_path))
+    spec = resolve({"name": "tiny", "generator": {"name": "trifeature", "image_size": 16, "renders": 1,
+                                                  "n_train": 256, "n_test": 200},
+                    "methods": [{"name": "factorcl", **IMAGE, "critic": "separable"}],
+                    "controls": [], "tasks": ["R", "U1"], "seeds": 1,
+                    "train": {"epochs": 1, "batch_size": 64},
+                    "probe": {"Cs": [1.0], "prediction_pid": False}})
+    rows = execute(expand(spec)[0])
+    values = [r["value"] for r in rows if r["metric"] == "balanced_accuracy"]
+    assert len(values) == 2 and all(0 <= v <= 1 for v in values), rows
+    assert math.isfinite(rows[0]["final_loss"]), rows
 
 
 @pytest.mark.parametrize("critic", ["concat", "separable"])

@@ -33,6 +33,12 @@ def views(b=16, shapes=SHAPES):
     return [a + 0.3 * e for a, e in zip(x, n1)], [a + 0.3 * e for a, e in zip(x, n2)]
 
 
+def labels(b=16, seed=9):
+    """Task labels of a batch, for the methods that train on them (the others ignore them)."""
+    g = torch.Generator().manual_seed(seed)
+    return {"A": torch.randint(0, 2, (b,), generator=g), "B": torch.randint(0, 5, (b,), generator=g)}
+
+
 def trainable(name):
     return METHODS[name].trainable
 
@@ -42,10 +48,10 @@ def test_loss_finite_and_embed_shape(name):
     m = build(name)
     v1, v2 = views()
     if trainable(name):
-        assert torch.isfinite(m.loss(v1, v2, 0, 10))
+        assert torch.isfinite(m.loss(v1, v2, 0, 10, labels()))
     else:
         with pytest.raises(Exception):
-            m.loss(v1, v2, 0, 10)
+            m.loss(v1, v2, 0, 10, labels())
     m.eval()
     with torch.no_grad():
         z = m.embed(v1)
@@ -60,7 +66,7 @@ def test_training_lowers_the_loss(name):
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     losses = []
     for _ in range(30):
-        loss = m.loss(v1, v2, 0, 1)
+        loss = m.loss(v1, v2, 0, 1, labels())
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -76,7 +82,7 @@ def test_same_seed_same_model_and_loss(name):
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     v1, v2 = views()
     if trainable(name):
-        assert torch.equal(a.loss(v1, v2, 2, 10), b.loss(v1, v2, 2, 10))
+        assert torch.equal(a.loss(v1, v2, 2, 10, labels()), b.loss(v1, v2, 2, 10, labels()))
         other = build(name, seed=6).state_dict()
         assert any(not torch.equal(sa[k], other[k]) for k in sa)
     a.eval(), b.eval()
@@ -93,7 +99,7 @@ def test_three_modalities(name):
         assert "modalit" in str(err) and "3" in str(err), str(err)
         return
     v1, v2 = batch(4, 8, shapes), batch(5, 8, shapes)
-    assert torch.isfinite(m.loss(v1, v2, 0, 3))
+    assert torch.isfinite(m.loss(v1, v2, 0, 3, labels(8)))
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n in ("comm", "infmasking", "random")])
@@ -114,12 +120,12 @@ def test_unimodal_views_ignore_the_other_modalities(name):
         torch.testing.assert_close(m.embed(x), zx[2], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["comm", "infmasking"])
+@pytest.mark.parametrize("name", ["comm", "infmasking", "mae", "supervised"])
 def test_one_fusion_call_per_loss(name):
     m = build(name)
     calls = []
     m.fusion.register_forward_hook(lambda *args: calls.append(1))
-    m.loss(*views(), 0, 10)
+    m.loss(*views(), 0, 10, labels())
     assert len(calls) == 1
 
 
@@ -214,3 +220,97 @@ def test_infmasking_masked_views_from_the_other_augmentation():
     for x, y in zip(a[:n + 1], b[:n + 1]):  # the CoMM terms do not depend on the choice
         torch.testing.assert_close(x, y)
     assert all(torch.isfinite(t) for t in b) and not torch.allclose(a[-1], b[-1])
+
+
+def _naive_supervised_loss(m, views_, y, names):
+    import torch.nn.functional as F
+
+    terms = []
+    for v in views_:
+        logits = m.logits(m.fusion(m.tokens(v)))  # (B, max_tasks, max_classes)
+        for i, t in enumerate(names):  # head i; softmax over the classes seen: 0 .. max label
+            terms.append(F.cross_entropy(logits[:, i, :int(y[t].max()) + 1], y[t]))
+    return torch.stack(terms).mean()
+
+
+def test_supervised_loss_is_the_mean_cross_entropy_over_tasks_and_views():
+    m, (v1, v2), y = build("supervised", seed=1), views(), labels()
+    loss = m.loss(v1, v2, 0, 10, y)
+    assert m.task_names_ == ("A", "B") and m.n_classes_[:2].tolist() == [int(y["A"].max()) + 1, int(y["B"].max()) + 1]
+    torch.testing.assert_close(loss, _naive_supervised_loss(m, (v1, v2), y, ("A", "B")))
+    # restricted to task B (on head 0): the labels of A do not matter
+    only_b = build("supervised", seed=1, tasks=["B"])
+    other_a = {**y, "A": 1 - y["A"]}
+    assert only_b.loss(v1, v2, 0, 10, y) == only_b.loss(v1, v2, 0, 10, other_a)
+    torch.testing.assert_close(only_b.loss(v1, v2, 0, 10, y), _naive_supervised_loss(only_b, (v1, v2), y, ("B",)))
+
+
+def test_supervised_refuses_what_its_heads_cannot_hold():
+    from synergy_bench.registry import UserError
+
+    v1, v2 = views()
+    with pytest.raises(ValueError, match="labels"):
+        build("supervised").loss(v1, v2, 0, 10)
+    with pytest.raises(UserError, match="max_classes >= 5"):
+        build("supervised", max_classes=4).loss(v1, v2, 0, 10, labels())
+    with pytest.raises(UserError, match=r"\['C'\]"):
+        build("supervised", tasks=["C"]).loss(v1, v2, 0, 10, labels())
+    with pytest.raises(UserError, match="max_tasks"):
+        build("supervised", max_tasks=1).loss(v1, v2, 0, 10, labels())
+    with pytest.raises(UserError, match="max_tasks"):
+        build("supervised", tasks=["A", "B"], max_tasks=1)
+
+
+def test_supervised_learns_the_synergy_task():
+    """The upper-bound row: trained on the XOR labels of the latent generator's S task (k = 2), the
+    fused representation gives a linear probe far above chance (0.5)."""
+    from synergy_bench.runner import execute
+    from synergy_bench.spec import expand, resolve
+
+    spec = resolve({"name": "tiny", "generator": {"name": "latent", "k": 2, "n_train": 1000, "n_test": 500,
+                                                  "nuisance_scale": 0.5},
+                    "methods": [{"name": "supervised", "tasks": ["S"], "n_tokens": 2, "d_model": 32,
+                                 "hidden": 64}],
+                    "controls": [], "tasks": ["S"], "seeds": 1,
+                    "train": {"epochs": 14, "batch_size": 50, "lr": 0.003}, "probe": {"Cs": [1.0]}})
+    rows = {r["metric"]: r["value"] for r in execute(expand(spec)[0])}
+    assert rows["balanced_accuracy"] > 0.9 and rows["bits"] > 0.5, rows
+
+
+def test_mae_without_masking_is_the_reconstruction_error():
+    import torch.nn.functional as F
+
+    m, (v1, v2) = build("mae", seed=2, mask_ratio=0.0), views()
+    naive = []
+    for i, dec in enumerate(m.decoders):
+        x = torch.cat([v1[i], v2[i]])
+        target = (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-6)
+        naive.append(F.mse_loss(dec(m.fusion(m.tokens([torch.cat([a, b]) for a, b in zip(v1, v2)]))), target))
+    torch.testing.assert_close(m.loss(v1, v2, 0, 10), torch.stack(naive).mean())
+    # masking 3 of 4 tokens per modality changes what the decoder sees
+    masked = build("mae", seed=2, mask_ratio=0.75)
+    assert not torch.allclose(masked.loss(v1, v2, 0, 10), m.loss(v1, v2, 0, 10))
+    keep = (~masked.sample_masks(8, torch.device("cpu"))).unflatten(-1, (2, 4)).sum(-1)
+    assert (keep == 1).all()
+
+
+def test_mae_reconstruction_targets():
+    from synergy_bench.methods.mae import reconstruction_target
+
+    x = torch.randn(2, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(reconstruction_target(x, 10), x)
+    torch.testing.assert_close(reconstruction_target(x, 5), x.view(2, 5, 2).mean(-1))  # 1-D pooling
+    img = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    pooled = reconstruction_target(img, 48)  # 3 x 4 x 4: means of 2 x 2 blocks
+    torch.testing.assert_close(pooled, img.view(2, 3, 4, 2, 4, 2).mean((3, 5)).flatten(1))
+    assert reconstruction_target(img, 2).shape == (2, 2)  # fewer values than channels: 1-D pooling
+
+
+def test_mae_on_images():
+    shapes = [(3, 16, 16), (3, 16, 16)]
+    m = build("mae", shapes=shapes, hidden=8, max_target=48)
+    assert [d[-1].out_features for d in m.decoders] == [48, 48]
+    v1, v2 = batch(11, 4, shapes), batch(12, 4, shapes)
+    loss = m.loss(v1, v2, 0, 1)
+    loss.backward()
+    assert torch.isfinite(loss) and m.tokenizers[0].proj.weight.grad.abs().sum() > 0

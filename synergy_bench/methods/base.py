@@ -53,7 +53,7 @@ class Method(nn.Module):
         self.seed = int(seed)
         self._rng: torch.Generator | None = None
 
-    def init_weights(self) -> "Method":
+    def init_weights(self) -> Method:
         """Call at the end of a subclass ``__init__``: seeds every weight from ``self.seed``."""
         return seeded_init(self, torch.Generator().manual_seed(self.seed))
 

@@ -28,7 +28,7 @@ from torch import nn
 from synergy_bench.losses import nt_xent
 from synergy_bench.methods.base import EncoderParams, Method
 from synergy_bench.nn import make_tokenizer, mlp
-from synergy_bench.nn.fusion import FusionTransformer
+from synergy_bench.nn.fusion import FusionTransformer, head_per_view
 from synergy_bench.registry import param, register_method
 
 
@@ -67,8 +67,9 @@ class CoMM(Method):
         return torch.cat([tok(x) for tok, x in zip(self.tokenizers, xs)], dim=1)
 
     def project(self, z: torch.Tensor) -> torch.Tensor:
-        """Head + L2 normalisation of a stack of views (V, B, d) -> (V, B, E), one head call per view."""
-        return F.normalize(torch.stack([self.head(v) for v in z.unbind()]), dim=-1)
+        """Head + L2 normalisation of a stack of views (V, B, d) -> (V, B, E), the head applied to
+        each view separately (batch-norm statistics per view) in one batched call."""
+        return F.normalize(head_per_view(self.head, z), dim=-1)
 
     def paired_tokens(self, views1: list[torch.Tensor], views2: list[torch.Tensor]) -> torch.Tensor:
         """Tokens of both augmentations in one encoder pass, (2, B, N, d)."""

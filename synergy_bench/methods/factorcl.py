@@ -56,9 +56,16 @@ Where the paper and the public code (github pliang279/FactorCL) differ, and size
   ``critic="separable"`` uses f(a, b) = g(a).h(b) with MLPs g, h of the same sizes instead
   (O(B H), a choice of this module, not of the paper).
 - Encoders are MLPs with ``encoder_layers`` hidden layers of ``hidden`` = 512 units and
-  ``embed_dim`` = 128 outputs, as in the paper. ``temperature``, ``n_tokens``, ``d_model`` and
-  ``head_hidden`` are unused (the critics are learned). The paper trains with Adam at lr 1e-4;
-  here the shared training loop's optimiser is used.
+  ``embed_dim`` = 128 outputs, as in the paper. A vector modality (D,) feeds the MLP directly. Any
+  other modality first goes through the token encoder the other methods use for its shape
+  (:func:`~synergy_bench.nn.make_tokenizer`; images (C, H, W) get the small AlexNet of
+  :mod:`synergy_bench.nn.images` with ``hidden`` its width scale), whose tokens (B, L, d)
+  (``n_tokens`` = L, ``d_model`` = d) are flattened to (B, L d) for the MLP. The shared and the
+  unique encoder of a modality have a trunk each, as the paper's separate encoders: one trunk
+  with a shared and a unique MLP on top would halve the convolutional cost, but the CLUB term
+  that pushes shared content out of Z_Ui would then also act on the trunk Z_Si is computed from.
+- ``temperature`` and ``head_hidden`` are unused (the critics are learned). The paper trains with
+  Adam at lr 1e-4; here the shared training loop's optimiser is used.
 """
 from __future__ import annotations
 
@@ -71,7 +78,7 @@ from torch import nn
 from torch.func import functional_call
 
 from synergy_bench.methods.base import EncoderParams, Method
-from synergy_bench.nn import mlp
+from synergy_bench.nn import make_tokenizer, mlp
 from synergy_bench.registry import param, register_method
 
 
@@ -137,7 +144,8 @@ def frozen(critic: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class FactorCLParams(EncoderParams):
     """Encoder and critic sizes (paper: 512-unit MLPs, 128-d features, 512-unit critics)."""
 
-    hidden: int = param(512, "hidden width of the shared and unique encoder MLPs", ge=1)
+    hidden: int = param(512, "hidden width of the shared and unique encoder MLPs (and, for image "
+                        "modalities, the width scale of their AlexNet trunks)", ge=1)
     encoder_layers: int = param(2, "hidden layers of each encoder MLP", ge=1)
     critic: str = param("concat", "critic form: MLP([a; b]) (paper, code) or g(a).h(b) (fast)",
                         choices=("concat", "separable"))
@@ -157,20 +165,23 @@ class FactorCL(Method):
         if len(self.shapes) != 2:
             raise ValueError(f"factorcl needs exactly 2 modalities, got {len(self.shapes)}: its "
                              "bounds are defined for a pair (X1, X2)")
-        if any(len(s) != 1 for s in self.shapes):
-            raise ValueError(f"factorcl encodes vector modalities (D,), got shapes {self.shapes}")
         p, e = params, params.embed_dim
 
-        def encoder(d: int) -> nn.Module:
-            return mlp([d] + [p.hidden] * p.encoder_layers + [e])
+        def encoder(shape: tuple[int, ...]) -> nn.Module:
+            if len(shape) == 1:  # (D,) -> MLP -> (E,)
+                return mlp([shape[0]] + [p.hidden] * p.encoder_layers + [e])
+            # (C, H, W) -> tokens (L, d) -> (L d,) -> MLP -> (E,)
+            return nn.Sequential(make_tokenizer(shape, p.hidden, p.n_tokens, p.d_model),
+                                 nn.Flatten(1),
+                                 mlp([p.n_tokens * p.d_model] + [p.hidden] * p.encoder_layers + [e]))
 
         def critic(d: int) -> nn.Module:
             if p.critic == "separable":
                 return SeparableCritic(d, d, p.critic_hidden, p.critic_layers, e)
             return ConcatCritic(d, d, p.critic_hidden, p.critic_layers)
 
-        self.shared = nn.ModuleList(encoder(s[0]) for s in self.shapes)
-        self.unique = nn.ModuleList(encoder(s[0]) for s in self.shapes)
+        self.shared = nn.ModuleList(encoder(s) for s in self.shapes)
+        self.unique = nn.ModuleList(encoder(s) for s in self.shapes)
         self.nce_s = critic(e)        # I_NCE(Z_S1; Z_S2)
         self.club_s = critic(2 * e)   # I_CLUB(Z_S1; Z_S2 | Z_S1', Z_S2')
         self.nce_u1 = critic(e)       # I_NCE(Z_U1; Z_U1')

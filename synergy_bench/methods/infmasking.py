@@ -39,6 +39,13 @@ from synergy_bench.methods.comm import CoMM, FusionParams
 from synergy_bench.registry import param, register_method
 
 
+def check_keeps_a_token(n_tokens: int, mask_ratio: float) -> None:
+    """Masking keeps int(L (1 - rho)) tokens of each modality; refuse settings that keep none."""
+    if int(n_tokens * (1.0 - mask_ratio) + 1e-9) < 1:
+        raise ValueError(f"mask_ratio = {mask_ratio} with n_tokens = {n_tokens} keeps no token of a "
+                         f"modality; lower mask_ratio below {1 - 1 / n_tokens:.3g} or raise n_tokens")
+
+
 @dataclass
 class InfMaskingParams(FusionParams):
     """CoMM's parameters plus the masking ones (defaults: the paper's Trifeature settings)."""
@@ -53,10 +60,7 @@ class InfMaskingParams(FusionParams):
 
     def __post_init__(self):
         super().__post_init__()
-        if int(self.n_tokens * (1.0 - self.mask_ratio) + 1e-9) < 1:
-            raise ValueError(f"mask_ratio = {self.mask_ratio} with n_tokens = {self.n_tokens} keeps no "
-                             f"token of a modality; lower mask_ratio below {1 - 1 / self.n_tokens:.3g} "
-                             f"or raise n_tokens")
+        check_keeps_a_token(self.n_tokens, self.mask_ratio)
 
 
 @register_method
