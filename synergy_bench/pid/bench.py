@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 
 import numpy as np
+
+from synergy_bench.bench import median_time
 
 from .broja import PID, broja, check_table
 from .info import entropy, source_target_informations
@@ -72,15 +73,6 @@ def random_table(shape: tuple[int, int, int], rng: np.random.Generator) -> np.nd
     return rng.dirichlet(np.ones(int(np.prod(shape)))).reshape(shape)
 
 
-def _median_time(fn, tables) -> tuple[float, list]:
-    times, outs = [], []
-    for table in tables:
-        start = time.perf_counter()
-        outs.append(fn(table))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), outs
-
-
 def _single_blas_thread():
     """Limit BLAS to one thread if threadpoolctl is present (the conic solver is single-threaded,
     and small dense factorisations only lose from threads on a busy machine)."""
@@ -130,11 +122,11 @@ def run_pid_bench(repeats: int = 3, seed: int = 0, shapes=BENCH_SHAPES,
     with _single_blas_thread():
         for shape, with_conic in jobs:
             tables = [random_table(shape, rng) for _ in range(repeats)]
-            t_ours, ours = _median_time(broja, tables)
+            t_ours, ours = median_time(broja, [(t,) for t in tables])
             row = {"shape": "x".join(map(str, shape)), "repeats": repeats, "broja_s": t_ours,
                    "conic_s": None, "speedup": None, "max_abs_diff_bits": None}
             if with_conic:
-                t_conic, theirs = _median_time(conic_broja, tables)
+                t_conic, theirs = median_time(conic_broja, [(t,) for t in tables])
                 diff = max(abs(x - y) for a, b in zip(ours, theirs)
                            for x, y in zip(a.as_dict().values(), b.as_dict().values()))
                 row.update(conic_s=t_conic, speedup=t_conic / t_ours, max_abs_diff_bits=float(diff))
@@ -149,15 +141,10 @@ def geometric_mean_speedup(rows: list[dict]) -> float:
 
 
 def main() -> None:
-    """Print the benchmark as a table."""
-    rows = run_pid_bench()
-    print(f"{'shape':>10} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}")
-    for row in rows:
-        conic = f"{row['conic_s']:9.3f}" if row["conic_s"] is not None else f"{'-':>9}"
-        speed = f"{row['speedup']:8.1f}" if row["speedup"] is not None else f"{'-':>8}"
-        diff = f"{row['max_abs_diff_bits']:16.1e}" if row["max_abs_diff_bits"] is not None else f"{'-':>16}"
-        print(f"{row['shape']:>10} {row['broja_s']:9.4f} {conic} {speed} {diff}")
-    print(f"geometric mean speedup: {geometric_mean_speedup(rows):.1f}x")
+    """Print the benchmark as a table (``synergy-bench bench pid`` also writes it)."""
+    from synergy_bench.bench import bench_pid, format_rows
+
+    print(format_rows("pid", bench_pid()))
 
 
 if __name__ == "__main__":
