@@ -30,7 +30,9 @@ from synergy_bench.registry import UserError
 COLUMNS = ["run_id", "experiment", "generator", "generator_label", "generator_params", "method",
            "method_label", "method_params", "trained", "grid_index", "seed", "task", "metric", "value", "chance",
            "truth_bits", "truth_redundancy", "truth_unique1", "truth_unique2", "truth_synergy",
-           "train_seconds", "final_loss", "device", "version"]
+           "train_seconds", "final_loss", "device", "version",
+           # rows of estimator validations (synergy_bench.pid.validate); empty for runs
+           "samples", "truth", "abs_error", "needed"]
 
 
 def _append(path: Path, text: str) -> None:
@@ -87,7 +89,13 @@ class ResultsStore:
             lines = lines[:-1]  # torn last line
         header, body = lines[:1] or [",".join(COLUMNS) + "\n"], lines[1:]
         kept = [ln for ln in body if ln.split(",", 1)[0] in done]
-        if len(kept) != len(body) or "".join(header + kept) != text:
+        if header[0].rstrip("\n") != ",".join(COLUMNS):     # written before columns were added
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(csv.DictReader(io.StringIO("".join(header + kept))))
+            _atomic_write(self.csv, buf.getvalue())
+        elif len(kept) != len(body) or "".join(header + kept) != text:
             _atomic_write(self.csv, "".join(header + kept))
         return done
 
