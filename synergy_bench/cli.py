@@ -1,4 +1,4 @@
-"""The ``synergy-bench`` command line: list, run, report, generate, pid, bench."""
+"""The ``synergy-bench`` command line: list, run, report, generate, pid, validate, bench."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,15 @@ import sys
 from pathlib import Path
 
 from synergy_bench import __version__
-from synergy_bench.registry import (GENERATORS, METHODS, UserError, get_generator, load_plugins,
-                                    make_params, param_fields)
+from synergy_bench.registry import (
+    GENERATORS,
+    METHODS,
+    UserError,
+    get_generator,
+    load_plugins,
+    make_params,
+    param_fields,
+)
 
 
 def _kv(sets: list[str] | None) -> dict:
@@ -56,20 +63,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from synergy_bench import plots, results
-    from synergy_bench.runner import EXECUTORS, resolve_device
-    from synergy_bench.spec import apply_overrides, expand, read_spec, resolve
+    from synergy_bench.runner import get_executor, resolve_device
+    from synergy_bench.spec import expand, load, resolve
+    from synergy_bench.train import check_amp
 
-    raw = apply_overrides(read_spec(args.spec), args.set)
+    raw = load(args.spec, args.set)
     if args.device:
         raw["device"] = args.device
     spec = resolve(raw)
     resolve_device(spec["device"])
-    if args.executor not in EXECUTORS:
-        raise UserError(f"executor {args.executor!r} is unknown; choose one of {', '.join(EXECUTORS)}")
+    executor = get_executor(args.executor, args.address)
+    if args.executor == "local" or spec["device"] != "auto":  # on Ray, auto is resolved per task
+        for tp in spec["train"]:
+            check_amp(resolve_device(spec["device"]), tp["amp"])
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be >= 1")
     runs = expand(spec)
-    out = Path(args.out or Path("results") / spec["name"])
+    folder = spec["name"] + (f"-{spec['profile']}" if spec["profile"] else "")
+    out = Path(args.out or Path("results") / folder)
     store = results.ResultsStore(out, spec, force=args.force)
     store.write_meta({"version": __version__, "device": resolve_device(spec["device"]),
                       "command": " ".join(["synergy-bench", *sys.argv[1:]]), "torch": torch_version()})
@@ -80,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"device {resolve_device(spec['device'])}", flush=True)
         workers = args.workers or os.cpu_count() or 1
         bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=args.quiet)
-        for run, rows, error in EXECUTORS[args.executor](todo, workers):
+        for run, rows, error in executor(todo, workers):
             label = f"{run.method_label} on {run.generator_label} seed {run.seed}"
             if error is None:
                 store.add(run.run_id, rows)
@@ -95,12 +106,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     ids = {r.run_id for r in runs}
     df = results.load(out)
     df = df[df.run_id.isin(ids)]
+    return _show(df, results.format_table, plots.report, out, failed, "run(s)")
+
+
+def _show(df, table, figures, out: Path, failed: int, what: str) -> int:
+    """Print a finished grid's table, write its figures, report failures; the exit status."""
     if len(df):
-        print(results.format_table(df))
-        for p in plots.report(df, out / "figures"):
-            print(f"wrote {p}")
+        print(table(df))
+        for p in figures(df, out / "figures"):
+            print(p.read_text() if p.suffix == ".txt" else f"wrote {p}")  # text tables in full
     if failed:
-        print(f"{failed} run(s) failed; errors in {out / 'failures.jsonl'}", file=sys.stderr)
+        print(f"{failed} {what} failed; errors in {out / 'failures.jsonl'}", file=sys.stderr)
         return 1
     return 0
 
@@ -108,11 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from synergy_bench import plots, results
 
-    df = results.load(args.dir)
-    print(results.format_table(df))
-    for p in plots.report(df, Path(args.dir) / "figures"):
-        print(f"wrote {p}")
-    return 0
+    return _show(results.load(args.dir), results.format_table, plots.report, Path(args.dir), 0, "")
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -196,18 +208,28 @@ def cmd_pid(args: argparse.Namespace) -> int:
     if args.estimator == "exact":
         if args.samples is not None:
             raise UserError("--samples needs --estimator cluster or batch; the exact PID uses no samples")
-        return _print_truth(args.name, _generator(args.name, args.set, args.seed).ground_truth(), args.json)
+        gen = _generator(args.name, args.set, args.seed)
+        return _print_truth(args.name, gen.ground_truth(), args.json, gen.extra_truth())
     return _print_estimates(args)
 
 
-def _print_truth(name: str, truth: dict, as_json: bool) -> int:
+def _print_truth(name: str, truth: dict, as_json: bool, extra: dict | None = None) -> int:
+    """The exact PID per task, then any further decompositions ``extra`` ({title: {task: PID}})."""
+    extra = extra or {}
     if as_json:
-        print(json.dumps({t: (v.as_dict() if v is not None else None) for t, v in truth.items()}, indent=2))
+        out = {t: (v.as_dict() if v is not None else None) for t, v in truth.items()}
+        if extra:
+            out["extra"] = {title: {t: v.as_dict() for t, v in rows.items()} for title, rows in extra.items()}
+        print(json.dumps(out, indent=2))
         return 0
     print(f"exact PID of {name} (bits)")
     print(_pid_header())
     for t, v in truth.items():
         print(f"{t:<6}{'exact':<9}{'not exact':>12}" if v is None else _pid_row(t, "exact", v))
+    for title, rows in extra.items():
+        print(title)
+        for t, v in rows.items():
+            print(_pid_row(t, "exact", v))
     return 0
 
 
@@ -243,34 +265,53 @@ def _print_estimates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Run an estimator-validation spec: PID estimators from samples against exact truth."""
+    from synergy_bench.pid import validate
+
+    spec = validate.load_spec(args.spec, args.set)
+    out = Path(args.out or Path("results") / spec["name"])
+    df, failed = validate.run_validation(spec, out, force=args.force, quiet=args.quiet,
+                                         command=" ".join(["synergy-bench", *sys.argv[1:]]))
+    return _show(df, validate.format_table, validate.figures, out, failed, "cell(s)")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Time the exact BROJA solver against the conic formulation; print and write a CSV."""
+    """Run speed benchmarks; print each and write its CSV (medians, ratios, the machine)."""
     import csv
 
-    from synergy_bench.pid.bench import geometric_mean_speedup, run_pid_bench
+    from synergy_bench.bench import BENCHMARKS, RUNNERS, format_rows
+    from synergy_bench.runner import resolve_device
 
+    whats = BENCHMARKS if args.what == "all" else (args.what,)
+    if args.what != "all" and args.what not in BENCHMARKS:
+        raise UserError(f"bench {args.what!r} is unknown; choose one of {', '.join(BENCHMARKS)} or all")
     if args.repeats < 1:
         raise UserError(f"--repeats {args.repeats} must be >= 1")
-    try:
-        rows = run_pid_bench(repeats=args.repeats, seed=args.seed)
-    except ImportError as err:
-        raise UserError(str(err)) from None
-    print(f"{'shape':>10} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}   "
-          f"(medians over {args.repeats} random tables)")
-    fmt = lambda v, spec, width: f"{v:{width}{spec}}" if v is not None else f"{'-':>{width}}"  # noqa: E731
-    for row in rows:
-        print(f"{row['shape']:>10} {row['broja_s']:9.4f} {fmt(row['conic_s'], '.3f', 9)} "
-              f"{fmt(row['speedup'], '.1f', 8)} {fmt(row['max_abs_diff_bits'], '.1e', 16)}")
-    print(f"geometric mean speedup: {geometric_mean_speedup(rows):.1f}x")
+    if args.threads < 1:
+        raise UserError(f"--threads {args.threads} must be >= 1")
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    if out.suffix == ".csv" and len(whats) > 1:
+        raise UserError(f"--out {out} is one file but `bench all` writes {len(whats)}; give a folder")
+    if "pid" in whats:
+        from importlib.util import find_spec
+
+        if find_spec("cvxpy") is None:
+            raise UserError("bench pid compares against cvxpy, which is not installed; "
+                            "`pip install cvxpy` (or the [bench] extra)")
+    device = resolve_device(args.device)
+    for what in whats:
+        rows = RUNNERS[what](repeats=args.repeats, seed=args.seed, device=device, threads=args.threads)
+        print(format_rows(what, rows), flush=True)
+        path = out if out.suffix == ".csv" else out / f"{what}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        print(f"wrote {path}")
     return 0
 
 
@@ -285,7 +326,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="results folder (default: results/<spec name>/)")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
     r.add_argument("--workers", type=int, help="parallel runs (default: number of cores)")
-    r.add_argument("--executor", default="local", help="local (process pool)")
+    r.add_argument("--executor", default="local", help="local (process pool) or ray (a task per run)")
+    r.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local instance)")
     r.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the spec's, else auto)")
     r.add_argument("--force", action="store_true", help="write into a folder holding another spec's results")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -315,11 +357,25 @@ def parser() -> argparse.ArgumentParser:
     pid.add_argument("--json", action="store_true", help="print JSON")
     pid.set_defaults(fn=cmd_pid)
 
-    b = sub.add_parser("bench", help="speed benchmarks: `bench pid` times the exact BROJA solver")
-    b.add_argument("what", choices=("pid",), help="what to benchmark")
-    b.add_argument("--out", default=str(Path("results") / "bench" / "pid.csv"), help="CSV written (default: %(default)s)")
-    b.add_argument("--repeats", type=int, default=3, help="random tables per shape (default: %(default)s)")
-    b.add_argument("--seed", type=int, default=0, help="seed of the random tables")
+    v = sub.add_parser("validate", help="validate the PID estimators against exact truth (an estimators spec)")
+    v.add_argument("spec", nargs="?", help="YAML path or packaged spec name (default: estimators)")
+    v.add_argument("--out", help="results folder (default: results/<spec name>/)")
+    v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
+    v.add_argument("--force", action="store_true", help="write into a folder holding another spec's results")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(fn=cmd_validate)
+
+    b = sub.add_parser("bench", help="speed benchmarks against plain references (ratios measured in one process)")
+    b.add_argument("what", nargs="?", default="all",
+                   help="loss (InfMasking mask term), train (InfMasking step and epoch), pid (exact "
+                        "PID solver) or all (default)")
+    b.add_argument("--out", default=str(Path("results") / "bench"),
+                   help="folder of the CSVs, <what>.csv (default: %(default)s), or a .csv file for one benchmark")
+    b.add_argument("--repeats", type=int, default=3,
+                   help="timed calls after a warm-up; pid: random tables per shape (default: %(default)s)")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s, as in runs)")
+    b.add_argument("--device", default="cpu", help="loss and train: auto, cpu, cuda or cuda:N (default: %(default)s)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     b.set_defaults(fn=cmd_bench)
     return p
 

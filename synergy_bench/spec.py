@@ -19,10 +19,16 @@ from typing import Any
 
 import yaml
 
-from synergy_bench.registry import UserError, get_generator, get_method, make_params, param
+from synergy_bench.registry import (
+    UserError,
+    get_generator,
+    get_method,
+    make_params,
+    param,
+)
 
 TOP_KEYS = ("name", "description", "generator", "methods", "controls", "tasks", "seeds",
-            "base_seed", "train", "probe", "device")
+            "base_seed", "train", "probe", "device", "profile")
 
 
 @dataclass
@@ -35,6 +41,7 @@ class TrainParams:
     weight_decay: float = param(1e-4, "decoupled weight decay (AdamW) or L2 (Adam)", ge=0)
     optimizer: str = param("adamw", "optimiser", choices=("adamw", "adam"))
     threads: int = param(1, "torch CPU threads per run (1 keeps numbers identical across workers)", ge=1)
+    amp: bool = param(False, "bf16 autocast in training and embedding (needs a CUDA device)")
 
 
 @dataclass
@@ -44,6 +51,8 @@ class ProbeParams:
     holdout: float = param(0.2, "fraction of the training set held out to choose the cost", gt=0, lt=1)
     Cs: list = param([0.01, 0.1, 1.0, 10.0], "inverse regularisation strengths tried")
     max_iter: int = param(500, "L-BFGS iterations", ge=1)
+    prediction_pid: bool = param(True, "add the exact PID of the probe's predictions (pred_* rows; "
+                                       "seconds per task where the latents take hundreds of values)")
 
 
 def packaged_specs() -> dict[str, Path]:
@@ -94,6 +103,40 @@ def apply_overrides(raw: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     return raw
 
 
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``over``: mappings merge key by key, anything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load(spec: str | None, sets: list[str] | None = None) -> dict[str, Any]:
+    """Read a spec, select its profile and apply ``--set`` overrides (which win over the profile).
+
+    A spec may hold ``profiles: {cpu: {...}, paper: {...}}``: named partial specs merged over the
+    rest. ``profile: NAME`` (or ``--set profile=NAME``) picks one; the first is the default.
+    """
+    raw = apply_overrides(read_spec(spec), sets or [])
+    profiles = raw.pop("profiles", None)
+    if profiles is None:
+        if "profile" in raw:
+            raise UserError(f"profile {raw['profile']!r} given but spec {raw.get('name')!r} defines no "
+                            "profiles; drop --set profile=...")
+        return raw
+    if not isinstance(profiles, dict) or not profiles or not all(isinstance(v, dict) for v in profiles.values()):
+        raise UserError("spec key 'profiles' must map profile names to partial specs, "
+                        "e.g. `profiles: {cpu: {train: {epochs: 5}}}`")
+    name = raw.get("profile", next(iter(profiles)))
+    if name not in profiles:
+        raise UserError(f"profile {name!r} is not a profile of spec {raw.get('name')!r}; "
+                        f"choose one of {', '.join(profiles)}")
+    return {**apply_overrides(_merge(raw, profiles[name]), sets or []), "profile": name}
+
+
 def _grid(cls: type, values: dict[str, Any], where: str) -> list[dict[str, Any]]:
     """Expand list values of scalar fields into the product grid; validate every point."""
     hints = typing.get_type_hints(cls.Params)
@@ -126,6 +169,9 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     """Validate a raw spec and fill defaults; the result is what is stored beside the results."""
     import difflib
 
+    if raw.get("kind") == "estimators":
+        raise UserError(f"spec {raw.get('name')!r} validates PID estimators; run it with "
+                        f"`synergy-bench validate {raw.get('name')}`")
     for key in raw:
         if key not in TOP_KEYS:
             near = difflib.get_close_matches(key, TOP_KEYS, n=1)
@@ -150,12 +196,14 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         controls += [(cname, p) for p in _grid(ccls, cvals, f"controls[{cname}]")]
     if not methods and not controls:
         raise UserError("spec lists no methods; add e.g. `methods: [cross, comm]`")
-    known_tasks = gcls(make_params(gcls, generators[0], "generator"), 0).tasks
-    tasks = raw.get("tasks", list(known_tasks))
+    per_point = [gcls(make_params(gcls, g, "generator"), 0).tasks for g in generators]
+    known_tasks = [t for t in per_point[0] if all(t in tasks for tasks in per_point)]  # in every point
+    tasks = raw.get("tasks", known_tasks)
     tasks = [tasks] if isinstance(tasks, str) else tasks
     for t in tasks or [None]:
         if t not in known_tasks:
-            raise UserError(f"task {t!r} is not a task of generator {gname!r}; choose from {list(known_tasks)}")
+            raise UserError(f"task {t!r} is not a task of generator {gname!r} at every grid point; "
+                            f"choose from {known_tasks}")
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or
                                        isinstance(seeds, list) and seeds and
@@ -169,7 +217,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(device, str):
         raise UserError(f"device = {device!r} must be a string: auto, cpu, cuda or cuda:N")
     return {
-        "name": name, "description": raw.get("description", ""),
+        "name": name, "description": raw.get("description", ""), "profile": raw.get("profile"),
         "generator": {"name": gname, "grid": generators},
         "methods": [{"name": n, "params": p} for n, p in methods],
         "controls": [{"name": n, "params": p} for n, p in controls],
@@ -179,10 +227,15 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def changed(params: dict[str, Any], cls_params: type) -> dict[str, Any]:
+    """The parameters that differ from their defaults (so a new defaulted field changes nothing)."""
+    defaults = dataclasses.asdict(cls_params())
+    return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
+
+
 def label(name: str, params: dict[str, Any], cls_params: type) -> str:
     """Stable readable label: the name plus the parameters that differ from their defaults."""
-    defaults = dataclasses.asdict(cls_params())
-    diff = [f"{k}={v}" for k, v in params.items() if defaults.get(k) != v]
+    diff = [f"{k}={v}" for k, v in changed(params, cls_params).items()]
     return f"{name}[{','.join(diff)}]" if diff else name
 
 
@@ -228,9 +281,11 @@ class Run:
 
     @property
     def run_id(self) -> str:
-        key = [self.generator, self.generator_params, self.method, self.method_params,
-               self.train if get_method(self.method).trainable else None,
-               self.probe, list(self.tasks), self.seed, self.base_seed]
+        method = get_method(self.method)
+        key = [self.generator, changed(self.generator_params, get_generator(self.generator).Params),
+               self.method, changed(self.method_params, method.Params),
+               changed(self.train, TrainParams) if method.trainable else None,
+               changed(self.probe, ProbeParams), list(self.tasks), self.seed, self.base_seed]
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 

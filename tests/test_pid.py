@@ -12,9 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from synergy_bench.pid import (PID, broja, broja_optimum, entropy, mutual_information,
-                               source_target_informations)
-
+from synergy_bench.pid import (
+    PID,
+    broja,
+    broja_optimum,
+    entropy,
+    mutual_information,
+    source_target_informations,
+)
 
 
 def gate(f, n1=2, n2=2, n_y=None):

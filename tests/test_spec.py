@@ -64,3 +64,20 @@ def test_malformed_and_missing_specs(tmp_path):
         read_spec(str(tmp_path / "missing.yaml"))
     with pytest.raises(UserError, match="must look like dotted.key=value"):
         apply_overrides(BASE, ["train.epochs"])
+
+
+def test_profiles_merge_and_overrides_win(tmp_path):
+    from synergy_bench.spec import load
+
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\nmethods: [cross]\ntrain: {epochs: 7, batch_size: 64}\n"
+                    "profiles:\n  cpu: {train: {epochs: 2}}\n  paper: {train: {epochs: 100}, seeds: 5}\n")
+    cpu = resolve(load(str(path)))
+    assert cpu["profile"] == "cpu" and cpu["train"][0]["epochs"] == 2 and cpu["train"][0]["batch_size"] == 64
+    paper = resolve(load(str(path), ["profile=paper"]))
+    assert paper["train"][0]["epochs"] == 100 and paper["seeds"] == list(range(5))
+    assert resolve(load(str(path), ["profile=paper", "train.epochs=3"]))["train"][0]["epochs"] == 3
+    with pytest.raises(UserError, match="choose one of cpu, paper"):
+        load(str(path), ["profile=gpu"])
+    with pytest.raises(UserError, match="defines no profiles"):
+        load(None, ["profile=cpu"])
