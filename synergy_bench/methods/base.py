@@ -23,7 +23,7 @@ class EncoderParams:
 
     n_tokens: int = param(4, "tokens each modality's encoder emits (L)", ge=1)
     d_model: int = param(64, "width of a token (the fusion transformer's width)", ge=8)
-    hidden: int = param(256, "hidden width of the per-modality MLP encoders", ge=1)
+    hidden: int = param(256, "hidden width of the per-modality MLP encoders (images: the AlexNet width scale, 256 = AlexNet)", ge=1)
     head_hidden: int = param(256, "hidden width of the projection head (512 in the CoMM and InfMasking papers)", ge=1)
     embed_dim: int = param(128, "output size of the projection head (the contrastive space)", ge=1)
     temperature: float = param(0.1, "softmax temperature tau of the contrastive losses", gt=0)

@@ -15,8 +15,8 @@ Choices settled from the public InfMasking code (github brightest66/InfMasking, 
   Z' with masks of X'' and Z'' with masks of X' instead.
 * Masks act on the encoders' tokens, which are computed once per augmentation and shared with the
   unmasked views; the masked token sets go through the same fusion transformer (CLS token and
-  final LayerNorm included) and then through the same projection head, one head call per masked
-  view, before L2 normalisation. Gradients flow through the masked views and through Sigma.
+  final LayerNorm included) and then through the same projection head with batch-norm statistics
+  per masked view (as separate head calls would give), before L2 normalisation. Gradients flow through the masked views and through Sigma.
 * Each masked view, sample and modality gets its own uniformly random subset of kept tokens
   (a random permutation per row, keep the first floor(L (1 - rho))); the T views are independent.
   Masks are drawn from ``self.rng``. The count is floored after a 1e-9 guard so that float
