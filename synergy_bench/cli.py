@@ -71,24 +71,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device:
         raw["device"] = args.device
     spec = resolve(raw)
-    resolve_device(spec["device"])
+    device = resolve_device(spec["device"])  # this machine's; on Ray, auto is resolved per task
     executor = get_executor(args.executor, args.address)
-    if args.executor == "local" or spec["device"] != "auto":  # on Ray, auto is resolved per task
+    if args.executor == "local" or spec["device"] != "auto":
         for tp in spec["train"]:
-            check_amp(resolve_device(spec["device"]), tp["amp"])
+            check_amp(device, tp["amp"])
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be >= 1")
     runs = expand(spec)
     folder = spec["name"] + (f"-{spec['profile']}" if spec["profile"] else "")
     out = Path(args.out or Path("results") / folder)
     store = results.ResultsStore(out, spec, force=args.force)
-    store.write_meta({"version": __version__, "device": resolve_device(spec["device"]),
+    store.write_meta({"version": __version__, "device": device,
                       "command": " ".join(["synergy-bench", *sys.argv[1:]]), "torch": torch_version()})
     failed = 0
     try:
         todo = [r for r in runs if r.run_id not in store.completed]
         print(f"{spec['name']}: {len(runs)} runs ({len(runs) - len(todo)} already in {out}), "
-              f"device {resolve_device(spec['device'])}", flush=True)
+              f"device {device}", flush=True)
         workers = args.workers or os.cpu_count() or 1
         bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=args.quiet)
         for run, rows, error in executor(todo, workers):
