@@ -14,9 +14,12 @@ as the median of ``repeats`` calls, and writes one CSV per comparison with the m
   includes allocator slack).
 * **train** — one InfMasking training step (forward + backward + optimiser step) as implemented
   (all 2 (n + 1 + T) views through the fusion transformer in one batched call) against the same
-  model with every view a separate fusion call (:class:`PerViewFusion`); both start from the same
-  weights and masks, so their losses must agree. Also one epoch of the ``quick`` spec's
-  InfMasking run through the one training loop, both ways.
+  model with every view a separate fusion call (:class:`PerViewFusion`), in two versions: each
+  call through the general transformer layer (``forward_layers``: what one writes without
+  batching views), and each call through the one-layer kernel (``forward_one_layer``: the
+  batched path's own arithmetic, so only the sharing across views differs). All start from the
+  same weights and masks, so their losses must agree. Also one epoch of the ``quick`` spec's
+  InfMasking run through the one training loop, all three ways.
 * **pid** — :mod:`synergy_bench.pid.bench`: the exact BROJA solver against the conic formulation.
 """
 from __future__ import annotations
@@ -240,12 +243,13 @@ class PerViewFusion(nn.Module):
     Wraps a :class:`~synergy_bench.nn.fusion.FusionTransformer` (same weights): a call whose
     tokens, ``pad`` and ``mask`` broadcast to leading shape (*views, B) runs the transformer on
     each (B, N, d) slice separately and stacks the results — the same numbers as one batched call,
-    with one call per view.
+    with one call per view. ``general`` sends every call through ``forward_layers`` (the general
+    pre-norm layer) instead of the one-layer kernel.
     """
 
-    def __init__(self, fusion: nn.Module):
+    def __init__(self, fusion: nn.Module, general: bool = False):
         super().__init__()
-        self.inner = fusion
+        self.inner, self.general = fusion, general
 
     def modality_views(self, device=None) -> torch.Tensor:
         return self.inner.modality_views(device)
@@ -255,9 +259,10 @@ class PerViewFusion(nn.Module):
         d = tokens.shape[-1]
         given = [m for m in (pad, mask) if m is not None]
         lead = torch.broadcast_shapes(tokens.shape[:-2], *(m.shape[:-1] for m in given))
+        call = self.inner.forward_layers if self.general else self.inner
         if len(lead) <= 1:
-            return self.inner(tokens, pad, mask)
-        out = [self.inner(_at(tokens, i, lead, 2), _at(pad, i, lead, 1), _at(mask, i, lead, 1))
+            return call(tokens, pad, mask)
+        out = [call(_at(tokens, i, lead, 2), _at(pad, i, lead, 1), _at(mask, i, lead, 1))
                for i in itertools.product(*map(range, lead[:-1]))]  # one call per view: (B, d)
         return torch.stack(out).reshape(*lead, d)
 
@@ -273,10 +278,15 @@ def _at(x: torch.Tensor | None, index: tuple[int, ...], lead: torch.Size, tail: 
     return x
 
 
-def per_view(method: nn.Module) -> nn.Module:
+def per_view(method: nn.Module, general: bool = False) -> nn.Module:
     """The same method (same weights, same mask generator) with its fusion called per view."""
-    method.fusion = PerViewFusion(method.fusion)
+    method.fusion = PerViewFusion(method.fusion, general)
     return method
+
+
+# the references of the train benchmark: (label, wrapper of a freshly built method)
+REFERENCES = (("per view, general layer", partial(per_view, general=True)),
+              ("per view, one-layer kernel", per_view))
 
 
 def _infmasking(params: dict[str, Any], shapes: list[tuple[int, ...]], seed: int, device: torch.device):
@@ -286,9 +296,10 @@ def _infmasking(params: dict[str, Any], shapes: list[tuple[int, ...]], seed: int
     return cls(make_params(cls, params, "methods[infmasking]"), shapes, seed).to(device)
 
 
-def _step_pair(params: dict[str, Any], batch: int, seed: int, device: torch.device, repeats: int,
-               lr: float) -> tuple[float, float, float]:
-    """Median step seconds of the batched and the per-view model, and |loss difference| at step 1."""
+def _step_times(params: dict[str, Any], batch: int, seed: int, device: torch.device, repeats: int,
+                lr: float) -> list[tuple[float, float, float]]:
+    """(median wall s, median CPU s, |loss difference from ours| at step 1) of one training step,
+    for the batched model and then each of :data:`REFERENCES`."""
     from synergy_bench.registry import get_generator, make_params
 
     gcls = get_generator("latent")
@@ -299,12 +310,12 @@ def _step_pair(params: dict[str, Any], batch: int, seed: int, device: torch.devi
     v1, v2 = generator.views(z, gen), generator.views(z, gen)
     shapes = [tuple(x.shape[1:]) for x in v1]
     steps = []
-    for model in (_infmasking(params, shapes, seed, device), per_view(_infmasking(params, shapes, seed, device))):
-        model.train()
+    for wrap in (lambda m: m, *(w for _, w in REFERENCES)):
+        model = wrap(_infmasking(params, shapes, seed, device)).train()
         steps.append(partial(_step, model, torch.optim.AdamW(model.parameters(), lr=lr), v1, v2))
     first = [step() for step in steps]  # the warm-up step, from the shared initial weights and masks
-    (t_ours, c_ours, _), (t_ref, c_ref, _) = median_times(steps, [()] * repeats)
-    return (t_ours, t_ref), (c_ours, c_ref), float((first[0] - first[1]).abs())
+    return [(wall, cpu, float((loss - first[0]).abs()))
+            for (wall, cpu, _), loss in zip(median_times(steps, [()] * repeats), first)]
 
 
 def _step(model: nn.Module, opt: torch.optim.Optimizer, v1: list[torch.Tensor],
@@ -326,8 +337,9 @@ def _quick_infmasking_run(device: str, sets: Sequence[str] = ()):
     return runs[0]
 
 
-def _epoch_pair(device: str, repeats: int, sets: Sequence[str] = ()) -> tuple[tuple, tuple, float, str]:
-    """Median seconds of one epoch of the quick spec's InfMasking run, batched and per view."""
+def _epoch_times(device: str, repeats: int, sets: Sequence[str] = ()) -> tuple[list, str]:
+    """:func:`_step_times` for one epoch of the quick spec's InfMasking run (the difference is
+    that of the epoch's mean loss), and a description of the run."""
     from synergy_bench.data import to_torch
     from synergy_bench.runner import build_generator, build_method
     from synergy_bench.train import fit
@@ -342,16 +354,16 @@ def _epoch_pair(device: str, repeats: int, sets: Sequence[str] = ()) -> tuple[tu
     def epoch(wrap: Callable) -> float:
         return fit(wrap(build_method(run, shapes, device)), generator, train, params, run.method_seed)[0]
 
-    epochs = [partial(epoch, lambda m: m), partial(epoch, per_view)]
-    (t_ours, c_ours, ours), (t_ref, c_ref, refs) = median_times(epochs, [()] * repeats, warmup=1)
+    epochs = [partial(epoch, w) for w in (lambda m: m, *(w for _, w in REFERENCES))]
+    times = median_times(epochs, [()] * repeats, warmup=1)
     case = (f"quick spec {run.method_label}: {sample['x'][0].shape[0]} samples, "
             f"batch {run.train['batch_size']}")
-    return (t_ours, t_ref), (c_ours, c_ref), abs(ours[0] - refs[0]), case
+    return [(wall, cpu, abs(out[0] - times[0][2][0])) for wall, cpu, out in times], case
 
 
 def bench_train(repeats: int = 3, seed: int = 0, device: str = "cpu", sizes: Sequence[tuple] | None = None,
                 epoch: bool = True, epoch_sets: Sequence[str] = (), threads: int = 1) -> list[dict[str, Any]]:
-    """Time InfMasking's batched views against one fusion call per view.
+    """Time InfMasking's batched views against one fusion call per view (each of :data:`REFERENCES`).
 
     Parameters
     ----------
@@ -366,8 +378,8 @@ def bench_train(repeats: int = 3, seed: int = 0, device: str = "cpu", sizes: Seq
     Returns
     -------
     list of dict
-        One ``seconds`` row per configuration (``max_abs_diff``: |loss difference| of the first
-        step, or of the epoch's mean loss).
+        One ``seconds`` row per configuration and reference (``max_abs_diff``: |loss difference|
+        of the first step, or of the epoch's mean loss).
     """
     from synergy_bench.methods.base import EncoderParams
 
@@ -376,17 +388,22 @@ def bench_train(repeats: int = 3, seed: int = 0, device: str = "cpu", sizes: Seq
     dev = torch.device(device)
     rows = []
     with torch_threads(threads):
+        def add(case: str, measure: str, times: list, how: str) -> None:
+            (ours, ours_cpu, _), *refs = times
+            for (name, _), (ref, ref_cpu, diff) in zip(REFERENCES, refs):
+                rows.append(_row("train", f"{case}; reference: {name}", measure, ours, ref, diff,
+                                 repeats, how, cpu=(ours_cpu, ref_cpu)))
+
         for label, batch, params in sizes:
             full = {**{f.name: f.default for f in dataclasses.fields(EncoderParams)}, **params}
             case = (f"{label}: step, B={batch} E={full['embed_dim']} d={full['d_model']} "
                     f"T={params.get('num_masks', 6)}")
-            wall, cpu, diff = _step_pair(params, batch, seed, dev, repeats, lr=1e-3)
-            rows.append(_row("train", case, "seconds per step", *wall, diff, repeats,
-                             "median after one warm-up step", cpu=cpu))
+            add(case, "seconds per step", _step_times(params, batch, seed, dev, repeats, lr=1e-3),
+                "median after one warm-up step")
         if epoch:
-            wall, cpu, diff, case = _epoch_pair(device, repeats, epoch_sets)
-            rows.append(_row("train", case, "seconds per epoch", *wall, diff, repeats,
-                             "median after one warm-up epoch; includes building the model", cpu=cpu))
+            times, case = _epoch_times(device, repeats, epoch_sets)
+            add(case, "seconds per epoch", times,
+                "median after one warm-up epoch; includes building the model")
         return [{**r, **machine(device)} for r in rows]
 
 

@@ -1,4 +1,4 @@
-"""Contrastive losses: SimCLR NT-Xent, CLIP InfoNCE and the InfMasking mask term.
+"""Contrastive losses: SimCLR NT-Xent, CoMM's terms, CLIP InfoNCE and the InfMasking mask term.
 
 Every loss is a mean over the batch and works on any device and float dtype; nothing here draws
 random numbers.
@@ -28,6 +28,49 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     sim = sim.masked_fill(self_pair, float("-inf"))
     partner = torch.arange(2 * n, device=z.device).roll(n)  # a_i <-> b_i
     return F.cross_entropy(sim, partner)
+
+
+def comm_terms(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CoMM's n + 1 loss terms (Dufumier, Castillo-Navarro et al., 2025), every similarity once.
+
+    Term i aligns view i of each augmentation with the full view of the other one:
+
+        L_i = 1/2 [ NT-Xent(Z_i', Z'') + NT-Xent(Z_i'', Z') ]
+
+    with :func:`nt_xent`'s anchors and negatives. NT-Xent(a, b) over 2B anchors reads three B x B
+    similarity blocks: A = a a^T (a's anchors against a's negatives, diagonal excluded),
+    C = a b^T (positives on the diagonal; b's anchors read its columns) and D = b b^T (diagonal
+    excluded). Here a = z_i^s and b = z_full^(1-s), so with S_i^s = z_i^s z_i^s^T and
+    X_i^s = z_i^s z_full^(1-s)^T,
+
+        NT-Xent(z_i^s, z_full^(1-s)) = 1/(2B) sum_j [ lse_k(S_jk, k != j ; X_jk) - X_jj
+                                                     + lse_k(X_kj ; S_full^(1-s)_jk, k != j) - X_jj ]
+
+    (similarities divided by tau, lse the log-sum-exp over the listed entries). The 2 (n + 1)
+    blocks S and the 2 (n + 1) blocks X are all that any term needs: half the matrix products of
+    2 (n + 1) separate :func:`nt_xent` calls, which recompute the full views' D blocks and the
+    transposed C blocks.
+
+    Parameters
+    ----------
+    z : (V, 2, B, E) tensor
+        V = n + 1 views of both augmentations, the full view last; L2-normalised rows (not
+        re-normalised here).
+    temperature : float, tau > 0.
+
+    Returns
+    -------
+    (V,) tensor: L_1 .. L_n, L_full.
+    """
+    b = z.shape[2]
+    other = z[-1].flip(0)  # (2, B, E): the full view of the other augmentation
+    s = z @ z.transpose(-1, -2) / temperature  # (V, 2, B, B): S_i^s
+    x = z @ other.transpose(-1, -2) / temperature  # (V, 2, B, B): X_i^s
+    s = s.masked_fill(torch.eye(b, dtype=torch.bool, device=z.device), float("-inf"))
+    pos = x.diagonal(dim1=-2, dim2=-1)  # (V, 2, B)
+    lse_a = torch.logaddexp(s.logsumexp(-1), x.logsumexp(-1))  # (V, 2, B): anchors z_i^s
+    lse_b = torch.logaddexp(x.logsumexp(-2), s[-1].flip(0).logsumexp(-1))  # anchors z_full^(1-s)
+    return (lse_a + lse_b - 2 * pos).mean(-1).sum(-1) / 4  # (V,): 1/2 sum_s of 1/2 (a + b anchors)
 
 
 def clip_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:

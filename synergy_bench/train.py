@@ -65,6 +65,7 @@ def fit(method: Method, generator: Generator, train: dict[str, Any], params: dic
     bs = min(params["batch_size"], n)
     epochs = params["epochs"]
     history = []
+    method.prepare(train)
     method.train()
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen, device=device)

@@ -37,20 +37,21 @@ def test_covariance_reference_equals_mask_loss_and_gradients(t, b, e, weight):
         torch.testing.assert_close(g, h, rtol=1e-10, atol=1e-12)
 
 
-def test_per_view_fusion_gives_the_same_loss_gradients_and_embedding():
+@pytest.mark.parametrize("general", [False, True])
+def test_per_view_fusion_gives_the_same_loss_gradients_and_embedding(general):
     cls = get_method("infmasking")
     shapes = [(12,), (10,)]
-    batched = cls(make_params(cls, TINY_METHOD, "m"), shapes, 3)
-    per_view = bench.per_view(cls(make_params(cls, TINY_METHOD, "m"), shapes, 3))
+    batched = cls(make_params(cls, TINY_METHOD, "m"), shapes, 3).double()
+    per_view = bench.per_view(cls(make_params(cls, TINY_METHOD, "m"), shapes, 3).double(), general)
     assert isinstance(per_view.fusion, bench.PerViewFusion)
     gen = torch.Generator().manual_seed(0)
-    v1, v2 = [torch.randn(8, *s, generator=gen) for s in shapes], [torch.randn(8, *s, generator=gen) for s in shapes]
+    v1, v2 = ([torch.randn(8, *s, generator=gen, dtype=torch.float64) for s in shapes] for _ in range(2))
     a, b = batched.loss(v1, v2, 0, 2), per_view.loss(v1, v2, 0, 2)
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     a.backward()
     b.backward()
     for p, q in zip(batched.parameters(), per_view.parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12)
     batched.eval(), per_view.eval()
     torch.testing.assert_close(batched.embed(v1), per_view.embed(v1))
 
@@ -67,10 +68,11 @@ def test_bench_loss_rows_agree_and_measure_memory():
 def test_bench_train_rows_agree():
     sizes = (("tiny", 16, dict(TINY_METHOD)),)
     rows = bench.bench_train(repeats=1, sizes=sizes, epoch_sets=["generator.n_train=96", "train.batch_size=32"])
-    step, epoch = rows
-    assert step["measure"] == "seconds per step" and step["max_abs_diff"] < 1e-5
-    assert epoch["measure"] == "seconds per epoch" and epoch["max_abs_diff"] < 1e-4
-    assert "96 samples, batch 32" in epoch["case"]
+    assert len(rows) == 2 * len(bench.REFERENCES)
+    for (name, _), step, epoch in zip(bench.REFERENCES, rows, rows[len(bench.REFERENCES):]):
+        assert step["measure"] == "seconds per step" and step["max_abs_diff"] < 1e-5
+        assert epoch["measure"] == "seconds per epoch" and epoch["max_abs_diff"] < 1e-4
+        assert step["case"].endswith(f"reference: {name}") and "96 samples, batch 32" in epoch["case"]
     assert all(r["ours"] > 0 and r["reference"] > 0 and r["cpu_ratio"] is not None for r in rows)
 
 

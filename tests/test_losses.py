@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synergy_bench.losses import clip_loss, infmasking_mask_loss, nt_xent
+from synergy_bench.losses import clip_loss, comm_terms, infmasking_mask_loss, nt_xent
 
 
 def _randn(*shape, seed=0, dtype=torch.float64):
@@ -77,6 +77,24 @@ def test_nt_xent_matches_naive(n, e, tau):
     assert float(nt_xent(a, b, tau)) == pytest.approx(nt_xent_naive(a, b, tau), rel=1e-10)
     assert float(nt_xent(b, a, tau)) == pytest.approx(float(nt_xent(a, b, tau)), rel=1e-12)
     assert float(nt_xent(3 * a, 0.5 * b, tau)) == pytest.approx(float(nt_xent(a, b, tau)), rel=1e-12)
+
+
+@pytest.mark.parametrize("v,b,e,tau", [(3, 5, 7, 0.1), (2, 1, 3, 0.5), (4, 6, 4, 1.0)])
+def test_comm_terms_equal_separate_nt_xent_calls(v, b, e, tau):
+    """Values and gradients equal 1/2 [NT-Xent(z_i', z_full'') + NT-Xent(z_i'', z_full')] (the
+    gradients taken before the L2 normalisation that both sides see)."""
+    w = _randn(v, 2, b, e, seed=11).requires_grad_()
+    z, scale = F.normalize(w, dim=-1), torch.arange(1.0, v + 1, dtype=w.dtype)
+    fused = comm_terms(z, tau)
+    (g_fused,) = torch.autograd.grad((fused * scale).sum(), w, retain_graph=True)
+    ref = torch.stack([0.5 * (nt_xent(z[i, 0], z[-1, 1], tau) + nt_xent(z[i, 1], z[-1, 0], tau))
+                       for i in range(v)])
+    (g_ref,) = torch.autograd.grad((ref * scale).sum(), w)
+    torch.testing.assert_close(fused, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_fused, g_ref, rtol=1e-10, atol=1e-12)
+    z = z.detach()
+    assert float(ref[0].detach()) == pytest.approx(0.5 * (nt_xent_naive(z[0, 0], z[-1, 1], tau)
+                                                          + nt_xent_naive(z[0, 1], z[-1, 0], tau)), rel=1e-10)
 
 
 @pytest.mark.parametrize("n,e,tau", [(1, 3, 0.5), (6, 5, 0.1)])

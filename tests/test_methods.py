@@ -252,7 +252,7 @@ def test_supervised_refuses_what_its_heads_cannot_hold():
     with pytest.raises(ValueError, match="labels"):
         build("supervised").loss(v1, v2, 0, 10)
     with pytest.raises(UserError, match="max_classes >= 5"):
-        build("supervised", max_classes=4).loss(v1, v2, 0, 10, labels())
+        build("supervised", max_classes=4).prepare({"y": labels()})
     with pytest.raises(UserError, match=r"\['C'\]"):
         build("supervised", tasks=["C"]).loss(v1, v2, 0, 10, labels())
     with pytest.raises(UserError, match="max_tasks"):

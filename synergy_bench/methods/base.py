@@ -68,6 +68,11 @@ class Method(nn.Module):
             self._rng = torch.Generator(device=self.device).manual_seed(self.seed + 1)
         return self._rng
 
+    def prepare(self, train: dict) -> None:
+        """Called once by the training loop before the first step with the whole training sample
+        (tensors on the method's device): checks that read all labels belong here, not in
+        :meth:`loss`, which should never wait for the device. Default: nothing."""
+
     def loss(self, views1: list[torch.Tensor], views2: list[torch.Tensor], epoch: int,
              max_epochs: int, labels: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Scalar training loss for two augmented views of one batch (lists over modalities)."""

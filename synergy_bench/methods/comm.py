@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from synergy_bench.losses import nt_xent
+from synergy_bench.losses import comm_terms
 from synergy_bench.methods.base import EncoderParams, Method
 from synergy_bench.nn import make_tokenizer, mlp
 from synergy_bench.nn.fusion import FusionTransformer, head_per_view
@@ -78,9 +78,7 @@ class CoMM(Method):
 
     def comm_terms(self, z: torch.Tensor) -> list[torch.Tensor]:
         """The n + 1 CoMM terms from projected views z (n+1, 2, B, E), full view last."""
-        t = self.params.temperature
-        return [0.5 * (nt_xent(z[i, 0], z[-1, 1], t) + nt_xent(z[i, 1], z[-1, 0], t))
-                for i in range(z.shape[0])]
+        return list(comm_terms(z, self.params.temperature).unbind())
 
     def terms(self, views1, views2, epoch: int, max_epochs: int) -> list[torch.Tensor]:
         """The loss terms whose unweighted mean is the loss."""

@@ -90,8 +90,8 @@ class InfMasking(CoMM):
         fused = self.fusion(tokens, pad=pad, mask=mask)  # (V, 2, B, d): one batched pass
         z = self.project(fused.flatten(0, 1)).unflatten(0, (v, 2))  # (V, 2, B, E)
         weight = p.mask_lambda * (epoch + 1) / max_epochs
-        full, masked = z[n], z[n + 1:]  # (2, B, E), (T, 2, B, E)
+        comm, masked = z.split([n + 1, p.num_masks])  # (n+1, 2, B, E), (T, 2, B, E)
         src = (0, 1) if p.masked_from == "same" else (1, 0)
-        mask_terms = [infmasking_mask_loss(full[a], masked[:, src[a]], weight, p.temperature)
+        mask_terms = [infmasking_mask_loss(comm[n, a], masked[:, src[a]], weight, p.temperature)
                       for a in range(2)]
-        return self.comm_terms(z[:n + 1]) + mask_terms
+        return self.comm_terms(comm) + mask_terms

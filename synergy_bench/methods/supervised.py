@@ -87,13 +87,18 @@ class Supervised(CoMM):
         """Class scores of every head, (B, max_tasks, max_classes), from fused vectors z (B, d)."""
         return self.head(z).unflatten(-1, (self.params.max_tasks, self.params.max_classes))
 
+    def prepare(self, train: dict) -> None:
+        """Fix the heads' tasks and check that every training label fits its head (one host sync
+        per fit, none per step)."""
+        names = self.heads_for(train.get("y"))
+        lo, hi = (int(v) for v in torch.aminmax(torch.stack([train["y"][t] for t in names])))
+        if lo < 0 or hi >= self.params.max_classes:
+            raise UserError(f"method supervised: labels range over {lo}..{hi} but heads have "
+                            f"max_classes = {self.params.max_classes} logits; set max_classes >= {hi + 1}")
+
     def loss(self, views1, views2, epoch, max_epochs, labels=None):
         names = self.heads_for(labels)
-        y = torch.stack([labels[t] for t in names])  # (T, B)
-        lo, hi = torch.aminmax(y)
-        if int(lo) < 0 or int(hi) >= self.params.max_classes:
-            raise UserError(f"method supervised: labels range over {int(lo)}..{int(hi)} but heads have "
-                            f"max_classes = {self.params.max_classes} logits; set max_classes >= {int(hi) + 1}")
+        y = torch.stack([labels[t] for t in names])  # (T, B), within range: checked by prepare
         k = self.n_classes_[:len(names)]
         k.copy_(torch.maximum(k, y.amax(1) + 1))  # (T,)
         unseen = torch.arange(self.params.max_classes, device=y.device) >= k[:, None]  # (T, C)
