@@ -195,7 +195,8 @@ def masking_frame(df: pd.DataFrame, method: str = "infmasking") -> pd.DataFrame:
 
     Rows of ``method`` carry its knobs ``mask_ratio``, ``num_masks``, ``mask_lambda`` and
     ``config`` (its other parameters, as JSON); rows of the other methods on the same tasks are
-    references (``reference`` True, knobs NaN). ``mean``, ``std``, ``n``: over seeds.
+    references (``reference`` True, knobs NaN). ``mean``, ``std``, ``n``: over seeds; ``chance``:
+    the task's chance level.
     """
     acc = df[df.metric == "balanced_accuracy"]
     own = acc[acc.method == method]
@@ -208,6 +209,7 @@ def masking_frame(df: pd.DataFrame, method: str = "infmasking") -> pd.DataFrame:
     frame = _stats(acc[acc.task.isin(own.task.unique())], keys)
     first = dict(zip(own.method_label, params))
     frame["reference"] = ~frame.method_label.isin(first)
+    frame["chance"] = frame.task.map(acc.drop_duplicates("task").set_index("task").chance)
     for k in MASK_KNOBS:
         frame[k] = [first[m].get(k) if m in first else np.nan for m in frame.method_label]
     frame["config"] = [json.dumps({k: v for k, v in first[m].items() if k not in MASK_KNOBS}, sort_keys=True)
@@ -248,26 +250,29 @@ def masking_panels(part: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _curves(ax, data: pd.DataFrame, x: str, by: str, refs: pd.DataFrame) -> None:
+def _curves(ax, data: pd.DataFrame, x: str, by: str, refs: pd.DataFrame, chance: float) -> None:
     cmap = plt.get_cmap("viridis")
     values = sorted(data[by].unique())
     for i, v in enumerate(values):
         line = data[data[by] == v].sort_values(x)
         ax.errorbar(line[x], line["mean"], yerr=line["std"], marker="o", ms=3, capsize=2,
                     color=cmap(i / max(1, len(values) - 1)), label=f"{by}={v:g}")
-    _references(ax, refs)
+    _references(ax, refs, chance)
     ax.set_xlabel(x)
     ax.legend(fontsize=6)
 
 
-def _references(ax, refs: pd.DataFrame) -> None:
+def _references(ax, refs: pd.DataFrame, chance: float) -> None:
     for i, r in enumerate(refs.itertuples()):
         ax.axhline(r.mean, color=plt.get_cmap("tab10")(i % 10), ls="--", lw=1, label=r.method_label)
+    ax.axhline(chance, color="k", ls=":", lw=1, label="chance")
+    ax.set_ylim(chance - 0.02, 1.01)  # the full range above chance: noise there stays flat
 
 
 def draw_masking(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]:
     """One row per task: heat map over (mask_ratio x num_masks), curves against each, and against
-    lambda, as far as the data holds them; other methods as dashed reference lines."""
+    lambda, as far as the data holds them; other methods as dashed reference lines, chance dotted.
+    The heat map's colours span chance to 1, so noise at chance stays one colour."""
     tasks = list(dict.fromkeys(frame.task))
     rows = [masking_panels(frame[frame.task == t]) for t in tasks]
     kinds = [k for k in ("heat", "ratio", "masks", "lambda") if any(k in r for r in rows)]
@@ -276,7 +281,7 @@ def draw_masking(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]
     fig, axes = plt.subplots(len(tasks), len(kinds), figsize=(0.8 + 3.8 * len(kinds), 3.3 * len(tasks)),
                              squeeze=False)
     for i, (task, panels) in enumerate(zip(tasks, rows)):
-        refs = panels["reference"]
+        refs, chance = panels["reference"], float(frame[frame.task == task].chance.iloc[0])
         for j, kind in enumerate(kinds):
             ax = axes[i, j]
             if kind not in panels:
@@ -284,7 +289,8 @@ def draw_masking(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]
                 continue
             if kind == "heat":
                 heat = panels["heat"]
-                im = ax.imshow(heat.values, origin="lower", aspect="auto", cmap="viridis")
+                im = ax.imshow(heat.values, origin="lower", aspect="auto", cmap="viridis", vmin=chance,
+                               vmax=1.0)
                 ax.set_xticks(range(heat.shape[1]), [f"{v:g}" for v in heat.columns])
                 ax.set_yticks(range(heat.shape[0]), [f"{v:g}" for v in heat.index])
                 for (a, b), v in np.ndenumerate(heat.values):
@@ -294,14 +300,14 @@ def draw_masking(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]
                 ax.set_ylabel("mask_ratio rho")
                 fig.colorbar(im, ax=ax, fraction=0.046)
             elif kind == "ratio":
-                _curves(ax, panels["ratio"], "mask_ratio", "num_masks", refs)
+                _curves(ax, panels["ratio"], "mask_ratio", "num_masks", refs, chance)
             elif kind == "masks":
-                _curves(ax, panels["masks"], "num_masks", "mask_ratio", refs)
+                _curves(ax, panels["masks"], "num_masks", "mask_ratio", refs, chance)
             else:
                 line = panels["lambda"]
                 ax.errorbar(line.mask_lambda, line["mean"], yerr=line["std"], marker="o", ms=3, capsize=2,
                             color="k", label=f"rho={line.mask_ratio.iloc[0]:g}, T={line.num_masks.iloc[0]:g}")
-                _references(ax, refs)
+                _references(ax, refs, chance)
                 ax.set_xlabel("mask_lambda")
                 ax.legend(fontsize=6)
             ax.set_title(f"{task}: balanced accuracy" + (" (mean)" if kind == "heat" else ""), fontsize=9)

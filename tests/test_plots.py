@@ -129,7 +129,7 @@ def test_masking_frame_heat_map_curves_and_lambda(tmp_path):
     methods.append(("comm", {}))
     df = results_frame("latent", [{"k": 2}], methods, ["S"], _mask_value)
     frame = plots.masking_frame(df)
-    assert len(frame) == 7 and frame.reference.sum() == 1
+    assert len(frame) == 7 and frame.reference.sum() == 1 and (frame.chance == 0.5).all()
     one = frame[(frame.mask_ratio == 0.3) & (frame.num_masks == 6)].iloc[0]
     assert one["mean"] == pytest.approx(0.5 + 0.06 + 0.06 + 0.05 + 0.01) and one["n"] == 3
     panels = plots.masking_panels(frame[frame.task == "S"])
