@@ -428,10 +428,10 @@ def _fmt(v: Any, spec: str, width: int) -> str:
 def format_rows(what: str, rows: list[dict[str, Any]]) -> str:
     """The rows of one benchmark as a plain-text table, with the machine below."""
     if what == "pid":
-        head = (f"{'shape':>10} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}   "
+        head = (f"{'shape':>24} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}   "
                 f"(medians over {rows[0]['repeats']} random tables)")
         lines = [head]
-        lines += [f"{r['shape']:>10} {r['broja_s']:9.4f} {_fmt(r['conic_s'], '.3f', 9)} "
+        lines += [f"{r['shape']:>24} {r['broja_s']:9.4f} {_fmt(r['conic_s'], '.3f', 9)} "
                   f"{_fmt(r['speedup'], '.1f', 8)} {_fmt(r['max_abs_diff_bits'], '.1e', 16)}" for r in rows]
         from synergy_bench.pid.bench import geometric_mean_speedup
 

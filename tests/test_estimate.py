@@ -11,6 +11,7 @@ Tolerances come from five seeds each (worlds and samples 0..4):
   0.89-0.94 with every other atom <= 0.042, asserted > 0.75 and < 0.1.
 """
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -154,11 +155,14 @@ def test_cli_pid_estimate_and_table(tmp_path, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err
 
 
-def test_cli_bench_pid_writes_csv(tmp_path, capsys):
+def test_cli_bench_pid_writes_csv(tmp_path, capsys, monkeypatch):
     pytest.importorskip("cvxpy")
+    from synergy_bench.pid import bench as pid_bench
+
+    monkeypatch.setattr(pid_bench, "run_pid_bench", partial(pid_bench.run_pid_bench, sampled_shape=(40, 30, 4, 200)))
     out = tmp_path / "bench" / "pid.csv"
     assert main(["bench", "pid", "--repeats", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "geometric mean speedup" in text and f"wrote {out}" in text
+    assert "geometric mean speedup" in text and f"wrote {out}" in text and "40x30x4 (200 samples)" in text
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("shape,repeats,broja_s,conic_s,speedup,max_abs_diff_bits,") and len(lines) == 5
+    assert lines[0].startswith("shape,repeats,broja_s,conic_s,speedup,max_abs_diff_bits,") and len(lines) == 6

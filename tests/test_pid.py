@@ -183,6 +183,41 @@ def test_largest_tables(sparsity):
     assert min(res.as_dict().values()) >= -1e-9
 
 
+@pytest.mark.parametrize("n1,n2", [(6, 4), (4, 6)])
+def test_newton_solvers_equal_a_dense_solve_on_sparse_tables(n1, n2):
+    """Both Newton solvers (block elimination over the free variables, and the Cholesky of the
+    free-by-free matrix) solve the system sum_k J_k^T h_k J_k dz = rhs written out cell by cell
+    (fixed variables: identity rows), on a table whose (x, y) marginals are mostly zero."""
+    from synergy_bench.pid.broja import _Dual
+
+    rng = np.random.default_rng(3)
+    m = 3
+    p = rng.random((n1, n2, m)) * (rng.random((n1, n2, m)) < 0.25)
+    p[0, 0, :] += 0.1  # every target value occurs
+    a, b = p.sum(1), p.sum(0)
+    dual = _Dual(a, b)
+    z = rng.normal(size=dual.dim)
+    _, soft = dual.constraints(z)
+    q = rng.random((n1, n2, m)) * dual.support
+    h = dual.hessian_blocks(q, soft, rng.random((n1, n2)) + 0.5)
+    # the matrix from its definition: c_k(y) = alpha(x1, y) + beta(x2, y) for block k = (x1, x2)
+    mat = np.zeros((dual.dim, dual.dim))
+    for x1 in range(n1):
+        for x2 in range(n2):
+            jac = np.zeros((m, dual.dim))
+            jac[np.arange(m), x1 * m + np.arange(m)] = 1.0
+            jac[np.arange(m), (n1 + x2) * m + np.arange(m)] = 1.0
+            mat += jac.T @ h[x1, x2] @ jac
+    mat[dual.fixed] = 0.0
+    mat[:, dual.fixed] = 0.0
+    mat[dual.fixed, dual.fixed] = 1.0
+    rhs = rng.normal(size=dual.dim)
+    expected = np.linalg.solve(mat, rhs)
+    assert 0 < dual.fixed.sum() < dual.dim - 2 * m
+    np.testing.assert_allclose(dual.solver(h)(rhs), expected, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(dual.full_solver(h)(rhs), expected, rtol=1e-8, atol=1e-10)
+
+
 def test_deterministic_targets_match_an_exhaustive_reference():
     """y = f(x1, x2) for random functions on 2 x 2 inputs, against the closed one-parameter search."""
     rng = np.random.default_rng(3)

@@ -166,20 +166,26 @@ class _Dual:
         for y in np.flatnonzero(B.any(0)):
             B_free[np.flatnonzero(B[:, y])[0], y] = False
         self.fixed = ~np.concatenate([A.ravel(), B_free.ravel()])
-        self.dim = dim = (n1 + n2) * m
-        # Flat positions, in the (dim, dim) matrix, of the block-diagonal alpha-alpha and
-        # beta-beta parts (one (m, m) block per x1, resp. x2), and of the fixed diagonal.
-        r = np.arange(m)
-        ia = np.arange(n1)[:, None, None] * m
-        ib = (n1 + np.arange(n2))[:, None, None] * m
-        self.diag_a = ((ia + r[:, None]) * dim + ia + r).ravel()
-        self.diag_b = ((ib + r[:, None]) * dim + ib + r).ravel()
-        self.diag_fixed = np.flatnonzero(self.fixed) * (dim + 1)
-        # The same blocks inside a matrix over one side only (the Schur complements).
-        ka, kb = np.arange(n1)[:, None, None] * m, np.arange(n2)[:, None, None] * m
-        self.diag_a_alone = ((ka + r[:, None]) * n1 * m + ka + r).ravel()
-        self.diag_b_alone = ((kb + r[:, None]) * n2 * m + kb + r).ravel()
+        self.dim = (n1 + n2) * m
+        # Each side's free variables (flat x * m + y) and, for its diagonal (m, m) blocks (one per
+        # x1, resp. x2), the entries (x, y1, y2) with both variables free and their flat position
+        # in a matrix over the free variables of that side alone.
+        self.free_sides = [self._free_blocks(~self.fixed[:n1 * m].reshape(n1, m)),
+                           self._free_blocks(~self.fixed[n1 * m:].reshape(n2, m))]
         self.target = np.concatenate([a.ravel(), b.ravel()])
+
+    @staticmethod
+    def _free_blocks(free: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat free indices, entries of the (n, m, m) blocks with both ends free, their flat
+        positions in the free-by-free matrix) of one side with free mask (n, m)."""
+        n, m = free.shape
+        index = np.flatnonzero(free)
+        position = np.full(n * m, -1)
+        position[index] = np.arange(len(index))
+        pos = position.reshape(n, m)
+        both = free[:, :, None] & free[:, None, :]              # (n, m, m)
+        rows, cols = np.broadcast_to(pos[:, :, None], both.shape)[both], np.broadcast_to(pos[:, None, :], both.shape)[both]
+        return index, np.flatnonzero(both), rows * len(index) + cols
 
     def split(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k = self.n1 * self.m
@@ -216,26 +222,36 @@ class _Dual:
         return h
 
     def matrix(self, h: np.ndarray) -> np.ndarray:
-        """The full Newton matrix sum_k J_k^T h_k J_k, fixed variables set to identity."""
-        n2, m, k = self.n2, self.m, self.n1 * self.m
-        mat = np.zeros((self.dim, self.dim))
-        mat[:k, k:] = h.transpose(0, 2, 1, 3).reshape(k, n2 * m)
-        mat[k:, :k] = mat[:k, k:].T
-        flat = mat.reshape(-1)
-        flat[self.diag_a] = h.sum(1).ravel()
-        flat[self.diag_b] = h.sum(0).ravel()
-        mat[self.fixed, :] = 0.0
-        mat[:, self.fixed] = 0.0
-        flat[self.diag_fixed] = 1.0
-        return mat
+        """The Newton matrix sum_k J_k^T h_k J_k over the free variables (alpha's, then beta's)."""
+        (index_a, entries_a, at_a), (index_b, entries_b, at_b) = self.free_sides
+        alpha = np.zeros((len(index_a), len(index_a)))
+        alpha.reshape(-1)[at_a] = h.sum(1).reshape(-1)[entries_a]
+        beta = np.zeros((len(index_b), len(index_b)))
+        beta.reshape(-1)[at_b] = h.sum(0).reshape(-1)[entries_b]
+        cross = h.transpose(0, 2, 1, 3).reshape(self.n1 * self.m, -1)[np.ix_(index_a, index_b)]
+        return np.block([[alpha, cross], [cross.T, beta]])
+
+    def full_solver(self, h: np.ndarray):
+        """A solver for the Newton system by a Cholesky of :meth:`matrix` (fixed variables have
+        identity rows: they are returned as given)."""
+        free = np.flatnonzero(~self.fixed)
+        solve_free = _factor(self.matrix(h))
+
+        def solve(rhs):
+            x = rhs.copy()
+            x[free] = solve_free(rhs[free])
+            return x
+        return solve
 
     def solver(self, h: np.ndarray):
         """A solver for the Newton system by block elimination.
 
         The alpha-alpha and beta-beta parts of the matrix are block diagonal (one (m, m) block
         per source value), so the larger side is eliminated block by block and only its Schur
-        complement, of size min(n1, n2) m, is factorised densely. Falls back to a (shifted,
-        refined) Cholesky of the whole matrix when rounding defeats the elimination.
+        complement is factorised densely, over the free variables of the kept side alone (at
+        most min(n1, n2) m, and far fewer for sparse tables: fixed variables have identity rows
+        and no coupling). Falls back to a (shifted, refined) Cholesky of the whole matrix when
+        rounding defeats the elimination.
         """
         n1, n2, m = self.n1, self.n2, self.m
         free_a, free_b = ~self.fixed[:n1 * m].reshape(n1, m), ~self.fixed[n1 * m:].reshape(n2, m)
@@ -248,26 +264,31 @@ class _Dual:
         cross = h.transpose(0, 2, 1, 3) * (free_a[:, :, None, None] & free_b[None, None, :, :])
         swap = n2 > n1                                     # eliminate the side with more blocks
         d_e, d_k = (d_b, d_a) if swap else (d_a, d_b)
+        (free_e, _, _), (free_k, entries_k, at_k) = self.free_sides[::-1] if swap else self.free_sides
         cross = cross.transpose(2, 3, 0, 1) if swap else cross     # (n_e, m, n_k, m)
         n_e, n_k = d_e.shape[0], d_k.shape[0]
         try:
             inv_chol = np.linalg.inv(np.linalg.cholesky(d_e))         # (n_e, m, m)
-            w = (inv_chol @ cross.reshape(n_e, m, n_k * m)).reshape(n_e * m, n_k * m)
-            schur = -(w.T @ w)
-            flat = schur.reshape(-1)
-            flat[self.diag_a_alone if swap else self.diag_b_alone] += d_k.ravel()
+            # rows of fixed eliminated variables and columns of fixed kept ones are zero: drop them
+            w = (inv_chol @ cross.reshape(n_e, m, n_k * m)[:, :, free_k]).reshape(n_e * m, -1)[free_e]
+            schur = -(w.T @ w)                                         # (F_k, F_k)
+            schur.reshape(-1)[at_k] += d_k.reshape(-1)[entries_k]
             chol_k, info = scipy.linalg.lapack.dpotrf(schur, lower=1)
             if info != 0:
                 raise np.linalg.LinAlgError("Schur complement is not positive definite")
         except np.linalg.LinAlgError:
-            return _factor(self.matrix(h))
+            return self.full_solver(h)
 
         def solve(rhs):
             r_a, r_b = rhs[:n1 * m], rhs[n1 * m:]
             r_e, r_k = (r_b, r_a) if swap else (r_a, r_b)
             u = np.einsum("eij,ej->ei", inv_chol, r_e.reshape(n_e, m)).ravel()
-            x_k = scipy.linalg.lapack.dpotrs(chol_k, r_k - w.T @ u, lower=1)[0]
-            x_e = np.einsum("eji,ej->ei", inv_chol, (u - w @ x_k).reshape(n_e, m)).ravel()
+            x_k = r_k.copy()                               # fixed kept variables: identity rows
+            if len(free_k):
+                x_k[free_k] = scipy.linalg.lapack.dpotrs(chol_k, r_k[free_k] - w.T @ u[free_e], lower=1)[0]
+            w_x = np.zeros(n_e * m)
+            w_x[free_e] = w @ x_k[free_k]
+            x_e = np.einsum("eji,ej->ei", inv_chol, (u - w_x).reshape(n_e, m)).ravel()
             return np.concatenate([x_k, x_e] if swap else [x_e, x_k])
         return solve
 
@@ -417,7 +438,7 @@ def _interior_point(a: np.ndarray, b: np.ndarray, gap_tol: float, cautious: bool
             if best_gap <= gap_tol or stalls >= patience:
                 break
         h = dual.hessian_blocks(q, p, s / v - s)
-        solve = _factor(dual.matrix(h)) if cautious else dual.solver(h)
+        solve = dual.full_solver(h) if cautious else dual.solver(h)
 
         def direction(r_comp):
             rhs = dual.marginals(p * ((r_comp - s * r_slack) / v)[..., None]) - r_dual
