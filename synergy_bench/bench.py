@@ -287,6 +287,7 @@ def per_view(method: nn.Module, general: bool = False) -> nn.Module:
 # the references of the train benchmark: (label, wrapper of a freshly built method)
 REFERENCES = (("per view, general layer", partial(per_view, general=True)),
               ("per view, one-layer kernel", per_view))
+WRAPPERS = (lambda m: m, *(w for _, w in REFERENCES))  # ours (as built) first
 
 
 def _infmasking(params: dict[str, Any], shapes: list[tuple[int, ...]], seed: int, device: torch.device):
@@ -299,7 +300,7 @@ def _infmasking(params: dict[str, Any], shapes: list[tuple[int, ...]], seed: int
 def _step_times(params: dict[str, Any], batch: int, seed: int, device: torch.device, repeats: int,
                 lr: float) -> list[tuple[float, float, float]]:
     """(median wall s, median CPU s, |loss difference from ours| at step 1) of one training step,
-    for the batched model and then each of :data:`REFERENCES`."""
+    for each of :data:`WRAPPERS`: the batched model, then each reference."""
     from synergy_bench.registry import get_generator, make_params
 
     gcls = get_generator("latent")
@@ -310,7 +311,7 @@ def _step_times(params: dict[str, Any], batch: int, seed: int, device: torch.dev
     v1, v2 = generator.views(z, gen), generator.views(z, gen)
     shapes = [tuple(x.shape[1:]) for x in v1]
     steps = []
-    for wrap in (lambda m: m, *(w for _, w in REFERENCES)):
+    for wrap in WRAPPERS:
         model = wrap(_infmasking(params, shapes, seed, device)).train()
         steps.append(partial(_step, model, torch.optim.AdamW(model.parameters(), lr=lr), v1, v2))
     first = [step() for step in steps]  # the warm-up step, from the shared initial weights and masks
@@ -354,7 +355,7 @@ def _epoch_times(device: str, repeats: int, sets: Sequence[str] = ()) -> tuple[l
     def epoch(wrap: Callable) -> float:
         return fit(wrap(build_method(run, shapes, device)), generator, train, params, run.method_seed)[0]
 
-    epochs = [partial(epoch, w) for w in (lambda m: m, *(w for _, w in REFERENCES))]
+    epochs = [partial(epoch, w) for w in WRAPPERS]
     times = median_times(epochs, [()] * repeats, warmup=1)
     case = (f"quick spec {run.method_label}: {sample['x'][0].shape[0]} samples, "
             f"batch {run.train['batch_size']}")

@@ -115,7 +115,7 @@ def run_pid_bench(repeats: int = 3, seed: int = 0, shapes=BENCH_SHAPES,
     conic_on_large : bool
         Also run the conic formulation on ``large_shape`` (slow).
     sampled_shape : (int, int, int, int) or None
-        (|X1|, |X2|, |Y|, samples) of :func:`sampled_table` s on which ``broja`` alone is timed
+        (|X1|, |X2|, |Y|, samples) of the :func:`sampled_table` tables on which ``broja`` alone is timed
         (None to skip).
 
     Returns

@@ -184,7 +184,8 @@ class _Dual:
         position[index] = np.arange(len(index))
         pos = position.reshape(n, m)
         both = free[:, :, None] & free[:, None, :]              # (n, m, m)
-        rows, cols = np.broadcast_to(pos[:, :, None], both.shape)[both], np.broadcast_to(pos[:, None, :], both.shape)[both]
+        rows = np.broadcast_to(pos[:, :, None], both.shape)[both]
+        cols = np.broadcast_to(pos[:, None, :], both.shape)[both]
         return index, np.flatnonzero(both), rows * len(index) + cols
 
     def split(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +262,7 @@ class _Dual:
             return np.where(free[:, :, None] & free[:, None, :], d, 0.0) + eye * ~free[:, :, None]
 
         d_a, d_b = diagonal_blocks(h.sum(1), free_a), diagonal_blocks(h.sum(0), free_b)
-        cross = h.transpose(0, 2, 1, 3) * (free_a[:, :, None, None] & free_b[None, None, :, :])
+        cross = h.transpose(0, 2, 1, 3)                    # (n1, m, n2, m)
         swap = n2 > n1                                     # eliminate the side with more blocks
         d_e, d_k = (d_b, d_a) if swap else (d_a, d_b)
         (free_e, _, _), (free_k, entries_k, at_k) = self.free_sides[::-1] if swap else self.free_sides
@@ -269,7 +270,8 @@ class _Dual:
         n_e, n_k = d_e.shape[0], d_k.shape[0]
         try:
             inv_chol = np.linalg.inv(np.linalg.cholesky(d_e))         # (n_e, m, m)
-            # rows of fixed eliminated variables and columns of fixed kept ones are zero: drop them
+            # only free variables couple (a fixed one has an identity row and column, which its
+            # block's inverse Cholesky keeps apart): rows and columns of fixed ones are left out
             w = (inv_chol @ cross.reshape(n_e, m, n_k * m)[:, :, free_k]).reshape(n_e * m, -1)[free_e]
             schur = -(w.T @ w)                                         # (F_k, F_k)
             schur.reshape(-1)[at_k] += d_k.reshape(-1)[entries_k]
