@@ -31,12 +31,6 @@ def _generator(name: str, sets: list[str] | None, seed: int):
     return cls(make_params(cls, _kv(sets), f"generator[{name}]"), seed)
 
 
-def torch_version() -> str:
-    import torch
-
-    return torch.__version__
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from synergy_bench.spec import packaged_specs
 
@@ -82,8 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = spec["name"] + (f"-{spec['profile']}" if spec["profile"] else "")
     out = Path(args.out or Path("results") / folder)
     store = results.ResultsStore(out, spec, force=args.force)
-    store.write_meta({"version": __version__, "device": device,
-                      "command": " ".join(["synergy-bench", *sys.argv[1:]]), "torch": torch_version()})
+    store.write_meta(device=device, command=" ".join(["synergy-bench", *sys.argv[1:]]))
     failed = 0
     try:
         todo = [r for r in runs if r.run_id not in store.completed]

@@ -5,7 +5,7 @@ Layout of a results folder::
     results.csv     tidy rows: one per run x task x metric
     completed.txt   run ids whose rows are all in results.csv (written after the rows)
     failures.jsonl  runs that raised or diverged, with their error
-    spec.yaml       the resolved spec; meta.json: version, device, command
+    spec.yaml       the resolved spec; meta.json: versions, code commit, device, command
     figures/        built from results.csv alone
 
 A run's rows are appended with one ``write`` on an ``O_APPEND`` descriptor and fsynced before its
@@ -19,6 +19,7 @@ import fcntl
 import io
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,14 @@ class ResultsStore:
         _append(self.done_file, run_id + "\n")
         self.completed.add(run_id)
 
-    def write_meta(self, meta: dict[str, Any]) -> None:
-        """Record the package version, device and command beside the results (``meta.json``)."""
+    def write_meta(self, **fields: Any) -> None:
+        """Record ``fields`` (device, command) beside the results (``meta.json``), with the package
+        and torch versions and the commit of the code that runs (:func:`code_commit`)."""
+        import torch
+
+        from synergy_bench import __version__
+
+        meta = {"version": __version__, "torch": torch.__version__, "commit": code_commit(), **fields}
         _atomic_write(self.dir / "meta.json", json.dumps(meta, indent=2) + "\n")
 
     def fail(self, run_id: str, label: str, error: str) -> None:
@@ -118,6 +125,24 @@ class ResultsStore:
         if not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
+
+
+def code_commit() -> str | None:
+    """The git commit of this package's code when it runs from a git checkout (an editable
+    install), with ``+dirty`` when its tracked code differs from that commit; None otherwise."""
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=30)
+
+    try:
+        if git("ls-files", "--error-unmatch", Path(__file__).name).returncode:
+            return None  # not a tracked checkout of this package
+        head = git("rev-parse", "HEAD").stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", "../generators").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
 
 
 def load(out_dir: str | Path) -> pd.DataFrame:

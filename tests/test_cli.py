@@ -1,9 +1,12 @@
 """End to end through the CLI, in-process, on a tiny grid."""
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from synergy_bench.cli import main
 from synergy_bench.results import COLUMNS
@@ -29,6 +32,11 @@ def test_run_report_and_resume(tmp_path, capsys):
     assert (out / "figures" / "rus.png").stat().st_size > 0 and (out / "figures" / "rus.pdf").exists()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["device"] == "cpu" and meta["version"] == df.version.iloc[0]
+    assert meta["torch"] == torch.__version__ and meta["command"].startswith("synergy-bench ")
+    if (Path(__file__).parents[1] / ".git").exists():  # a checkout: the code's commit is named
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parents[1]).stdout.strip()
+        assert meta["commit"].removesuffix("+dirty") == head
     # rerun: everything is done, nothing duplicated
     assert main(["run", "--out", str(out), *TINY]) == 0
     assert "(7 already in" in capsys.readouterr().out

@@ -348,14 +348,13 @@ def run_validation(spec: dict[str, Any], out: str | Path, *, force: bool = False
     from threadpoolctl import threadpool_limits
     from tqdm import tqdm
 
-    from synergy_bench import __version__, results
+    from synergy_bench import results
     from synergy_bench.runner import resolve_device
 
     device = resolve_device(spec["device"])
     cells = expand(spec)
     store = results.ResultsStore(out, spec, force=force)
-    store.write_meta({"version": __version__, "device": device, "command": command,
-                      "torch": torch.__version__})
+    store.write_meta(device=device, command=command)
     failed, threads = 0, torch.get_num_threads()
     try:
         todo = [c for c in cells if c.cell_id not in store.completed]
