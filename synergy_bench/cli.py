@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     folder = spec["name"] + (f"-{spec['profile']}" if spec["profile"] else "")
     out = Path(args.out or Path("results") / folder)
     store = results.ResultsStore(out, spec, force=args.force)
-    store.write_meta(device=device, command=" ".join(["synergy-bench", *sys.argv[1:]]))
+    store.write_meta(device=device, command=_command(args))
     failed = 0
     try:
         todo = [r for r in runs if r.run_id not in store.completed]
@@ -265,7 +266,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec = validate.load_spec(args.spec, args.set)
     out = Path(args.out or Path("results") / spec["name"])
     df, failed = validate.run_validation(spec, out, force=args.force, quiet=args.quiet,
-                                         command=" ".join(["synergy-bench", *sys.argv[1:]]))
+                                         command=_command(args))
     return _show(df, validate.format_table, validate.figures, out, failed, "cell(s)")
 
 
@@ -373,8 +374,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line as given (recorded in meta.json)."""
+    return shlex.join(["synergy-bench", *args.argv])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.fn(args)
     except UserError as err:

@@ -1,5 +1,6 @@
 """End to end through the CLI, in-process, on a tiny grid."""
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def test_run_report_and_resume(tmp_path, capsys):
     assert (out / "figures" / "rus.png").stat().st_size > 0 and (out / "figures" / "rus.pdf").exists()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["device"] == "cpu" and meta["version"] == df.version.iloc[0]
-    assert meta["torch"] == torch.__version__ and meta["command"].startswith("synergy-bench ")
+    assert meta["torch"] == torch.__version__  # the command as given, quoted for a shell
+    assert meta["command"] == shlex.join(["synergy-bench", "run", "--out", str(out), *TINY])
     if (Path(__file__).parents[1] / ".git").exists():  # a checkout: the code's commit is named
         head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parents[1]).stdout.strip()
