@@ -99,13 +99,20 @@ def test_same_seed_same_data():
         assert not np.array_equal(a["x"][0], other_world["x"][0])  # same latents, other maps
 
 
-def test_gaussian_views_add_fresh_noise_to_fixed_latents():
-    g = gaussian(view_noise=0.1)
+def two_views(g):
+    """A training sample, its latents as tensors and two views (seeds 0 and 1) of them; the views
+    must leave the latents untouched."""
     s = g.sample("train", np.random.default_rng(0))
     z = torch_z(s["z"])
     before = {f: v.clone() for f, v in z.items()}
     v1, v2 = g.views(z, torch.Generator().manual_seed(0)), g.views(z, torch.Generator().manual_seed(1))
     assert all(torch.equal(z[f], before[f]) for f in z)
+    return s, z, v1, v2
+
+
+def test_gaussian_views_add_fresh_noise_to_fixed_latents():
+    g = gaussian(view_noise=0.1)
+    s, z, v1, v2 = two_views(g)
     for i in range(2):
         clean = torch.as_tensor(s["x"][i])
         assert v1[i].shape == clean.shape and not torch.allclose(v1[i], v2[i])
@@ -141,11 +148,7 @@ def test_factorcl_shared_unique_ratio_chooses_the_label_dims():
 
 def test_factorcl_views_are_its_augmentations_of_fixed_latents():
     g = factorcl(n_train=4000)
-    s = g.sample("train", np.random.default_rng(0))
-    z = torch_z(s["z"])
-    before = {f: v.clone() for f, v in z.items()}
-    v1, v2 = g.views(z, torch.Generator().manual_seed(0)), g.views(z, torch.Generator().manual_seed(1))
-    assert all(torch.equal(z[f], before[f]) for f in z)
+    s, _, v1, v2 = two_views(g)
     for i in range(2):
         x = torch.as_tensor(s["x"][i])
         assert not torch.equal(v1[i], v2[i])
