@@ -1,0 +1,1 @@
+"""Measures: what is computed on a trained representation (registered plug-ins)."""

@@ -1,0 +1,1 @@
+"""Bimodal Trifeature: renderer, disk cache and pair sampler (the generator plug-in lives in generators/trifeature.py)."""
