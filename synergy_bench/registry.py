@@ -1,8 +1,9 @@
-"""One registry for every plug-in: generators and methods.
+"""One registry for every plug-in: generators, methods and measures.
 
 A plug-in is one module that defines a class with a ``name`` and a ``Params`` dataclass and
-decorates it with :func:`register_generator` or :func:`register_method`. Modules are found by
-walking the ``generators`` package and ``synergy_bench.methods``, so adding a file is enough.
+decorates it with :func:`register_generator`, :func:`register_method` or
+:func:`register_measure`. Modules are found by walking the ``generators`` package,
+``synergy_bench.methods`` and ``synergy_bench.measures``, so adding a file is enough.
 """
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any
 
 GENERATORS: dict[str, type] = {}
 METHODS: dict[str, type] = {}
+MEASURES: dict[str, type] = {}
 
-_PLUGIN_PACKAGES = ("generators", "synergy_bench.methods")
+_PLUGIN_PACKAGES = ("generators", "synergy_bench.methods", "synergy_bench.measures")
 _loaded = False
 
 
@@ -36,6 +38,7 @@ def _register(table: dict[str, type], kind: str):
 
 register_generator = _register(GENERATORS, "generator")
 register_method = _register(METHODS, "method")
+register_measure = _register(MEASURES, "measure")
 
 
 def load_plugins() -> None:
@@ -64,6 +67,10 @@ def get_generator(name: str) -> type:
 
 def get_method(name: str) -> type:
     return _lookup(METHODS, "method", name)
+
+
+def get_measure(name: str) -> type:
+    return _lookup(MEASURES, "measure", name)
 
 
 def param_fields(cls: type) -> list[tuple[str, Any, str]]:
