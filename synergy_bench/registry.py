@@ -1,23 +1,42 @@
 """One registry for every plug-in: generators, methods and measures.
 
-A plug-in is one module that defines a class with a ``name`` and a ``Params`` dataclass and
-decorates it with :func:`register_generator`, :func:`register_method` or
-:func:`register_measure`. Modules are found by walking the ``generators`` package,
-``synergy_bench.methods`` and ``synergy_bench.measures``, so adding a file is enough.
+A plug-in is a class with a ``name`` and a ``Params`` dataclass, decorated with
+:func:`register_generator`, :func:`register_method` or :func:`register_measure`. Importing the
+module that defines it registers it. Three places are searched:
+
+* the built-in packages ``generators``, ``synergy_bench.methods`` and ``synergy_bench.measures``:
+  every module is imported by :func:`load_plugins`, so adding a file is enough;
+* installed packages that declare a module in the entry-point group ``synergy_bench.plugins``
+  (``[project.entry-points."synergy_bench.plugins"] my_methods = "my_pkg.methods"``), also imported
+  by :func:`load_plugins`;
+* files and modules named by the user (``--plugin``, a spec's ``plugins:``), imported by
+  :func:`load_plugin`.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import importlib.util
+import os
 import pkgutil
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 GENERATORS: dict[str, type] = {}
 METHODS: dict[str, type] = {}
 MEASURES: dict[str, type] = {}
+_TABLES = {"generator": GENERATORS, "method": METHODS, "measure": MEASURES}
 
 _PLUGIN_PACKAGES = ("generators", "synergy_bench.methods", "synergy_bench.measures")
+ENTRY_POINT_GROUP = "synergy_bench.plugins"
 _loaded = False
+_plugins: dict[str, list[type]] = {}  # plug-in key (absolute path or module) -> classes it registered
+_user_refs: list[str] = []  # keys of the plug-ins loaded through load_plugin, in order
 
 
 class UserError(Exception):
@@ -28,8 +47,10 @@ def _register(table: dict[str, type], kind: str):
     def deco(cls: type) -> type:
         if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
             raise TypeError(f"{kind} {cls.__name__} needs a Params dataclass")
-        if cls.name in table and table[cls.name] is not cls:
-            raise TypeError(f"{kind} name {cls.name!r} registered twice")
+        taken = table.get(cls.name)
+        if taken is not None and taken is not cls:
+            raise UserError(f"{kind} name {cls.name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+                            f"give {cls.__qualname__} another name")
         table[cls.name] = cls
         return cls
 
@@ -42,7 +63,10 @@ register_measure = _register(MEASURES, "measure")
 
 
 def load_plugins() -> None:
-    """Import every module of the plug-in packages once (each registers itself)."""
+    """Import every module of the built-in plug-in packages, then every installed package's module
+    in the entry-point group ``synergy_bench.plugins``; once per process."""
+    from importlib import metadata
+
     global _loaded
     if _loaded:
         return
@@ -51,7 +75,106 @@ def load_plugins() -> None:
         for info in pkgutil.iter_modules(pkg.__path__):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{pkg_name}.{info.name}")
-    _loaded = True
+    _loaded = True  # before the entry points: a plug-in may look up a built-in while it loads
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist.name if getattr(ep, "dist", None) is not None else "an installed package"
+        _import_plugin(ep.value, f"{ep.value} (entry point {ep.name!r} of {dist})", ep.load, ep.module)
+
+
+def load_plugin(ref: str, base: str | Path | None = None) -> list[type]:
+    """Import a plug-in file or module, registering the classes it defines.
+
+    Parameters
+    ----------
+    ref : str
+        A ``FILE.py`` path (anything ending in ``.py`` or holding a path separator), relative to
+        ``base`` (e.g. a spec's folder) or to the working directory; or a dotted module name on
+        ``sys.path``.
+    base : path, optional
+        Folder that relative file paths start from.
+
+    Returns
+    -------
+    list of type
+        The classes the plug-in registered (the same list when it is loaded again, which imports
+        nothing).
+
+    Raises
+    ------
+    UserError
+        One line naming the plug-in: it is not found, fails to import (with the exception and the
+        plug-in's line), or registers a name another class holds.
+    """
+    load_plugins()  # the built-ins first: plug-ins subclass them, and their names are taken
+    if ref.endswith(".py") or "/" in ref or os.sep in ref:
+        path = Path(ref).expanduser()
+        path = (path if path.is_absolute() else Path(base or ".") / path).resolve()
+        if not path.is_file():
+            where = f" (relative to {Path(base).resolve()})" if base is not None and not Path(ref).is_absolute() else ""
+            raise UserError(f"plug-in file {ref!r} not found{where}; give the path of a .py file or a module name")
+        key = str(path)
+        stem = re.sub(r"\W", "_", path.stem)
+        module = f"synergy_bench_plugin_{stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        classes = _import_plugin(key, key, lambda: _exec_file(module, path), module)
+    else:
+        if not all(part.isidentifier() for part in ref.split(".")):
+            raise UserError(f"plug-in {ref!r} is neither a .py file nor a module name; "
+                            "give e.g. my_method.py or my_package.my_method")
+        key = ref
+        classes = _import_plugin(key, f"module {ref}", lambda: importlib.import_module(ref), ref)
+    if key not in _user_refs:
+        _user_refs.append(key)
+    return classes
+
+
+def loaded_plugins() -> list[str]:
+    """The plug-ins loaded by :func:`load_plugin` so far, as absolute file paths or module names
+    (what a worker process passes to :func:`load_plugin` to register the same classes)."""
+    return list(_user_refs)
+
+
+def _exec_file(module: str, path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(module, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[module] = mod  # dataclasses and typing.get_type_hints look the module up here
+    try:
+        spec.loader.exec_module(mod)
+    except BaseException:
+        del sys.modules[module]
+        raise
+
+
+def _import_plugin(key: str, label: str, importer: Callable[[], Any], module: str) -> list[type]:
+    """Run ``importer`` once per ``key``; on failure undo its registrations and raise a one-line
+    UserError naming ``label``. The plug-in's classes: those it registered, and those registered
+    from ``module`` or below it (imported before, e.g. a built-in package)."""
+    if key in _plugins:
+        return _plugins[key]
+    before = {kind: dict(table) for kind, table in _TABLES.items()}
+    try:
+        importer()
+    except (Exception, SystemExit) as err:
+        for kind, table in _TABLES.items():
+            table.clear()
+            table.update(before[kind])
+        if isinstance(err, UserError):
+            raise UserError(f"plug-in {label}: {err}") from None
+        raise UserError(f"plug-in {label} failed to import: {_one_line(err, key)}") from None
+    _plugins[key] = [cls for kind, table in _TABLES.items() for name, cls in table.items()
+                     if before[kind].get(name) is not cls or cls.__module__ == module
+                     or cls.__module__.startswith(module + ".")]
+    return _plugins[key]
+
+
+def _one_line(err: BaseException, path: str) -> str:
+    """``Type: first line of the message (line N)``, N the deepest line of ``path`` involved."""
+    lines = str(err.msg if isinstance(err, SyntaxError) else err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    line = err.lineno if isinstance(err, SyntaxError) and err.filename == path else None
+    for frame in traceback.extract_tb(err.__traceback__):
+        if frame.filename == path:
+            line = frame.lineno
+    return text + (f" (line {line})" if line else "")
 
 
 def _lookup(table: dict[str, type], kind: str, name: str) -> type:
