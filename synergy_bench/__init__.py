@@ -22,25 +22,24 @@ fixed within a major version (everything else may change). They are loaded on fi
 ``UserError``
     The one-line error for bad user input; plug-ins raise it for bad parameter values.
 
-A method of one's own, in a file anywhere::
+A method of one's own lives in a file anywhere (a complete one, 30 lines: ``examples/my_method.py``
+in the repository)::
 
-    from dataclasses import dataclass
     import synergy_bench as sb
 
-    CoMM = sb.get_method("comm")
-
-    @dataclass
-    class Params(CoMM.Params):
-        fused_weight: float = sb.param(2.0, "weight of the full-view term", ge=0)
-
     @sb.register_method
-    class Weighted(CoMM):
-        name = "weighted_comm"
-        Params = Params
-        ...
+    class MyMethod(sb.get_method("comm")):  # or sb.Method; Params: a dataclass of sb.param fields
+        name = "my_method"                  # a name no other class holds
 
-then ``synergy-bench run quick --plugin my_method.py --set "methods=[comm,weighted_comm]"``;
-installed packages can declare such modules in the entry-point group ``synergy_bench.plugins``.
+        def loss(self, views1, views2, epoch, max_epochs, labels=None):
+            ...
+
+then ``synergy-bench run quick --plugin my_method.py --set "methods=[comm,infmasking,my_method]"``,
+and ``synergy-bench check my_method.py`` runs the contract checks of :mod:`synergy_bench.check` on
+it. Installed packages can list such modules in the entry-point group ``synergy_bench.plugins``::
+
+    [project.entry-points."synergy_bench.plugins"]
+    my_methods = "my_package.methods"
 """
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ A method must
   steps and equal embeddings (exactly on the CPU), and another seed gives other weights;
 * stay on its device: after ``.to(device)`` every parameter and buffer, and every tensor that a
   torch call returns during ``loss``, its backward pass and ``embed``, lies on the device, and no
-  call copies to the host (``.cpu()``, ``.numpy()``, ``.tolist()``, ``.item()``).
+  call copies to the host (``.cpu()``, ``.numpy()``, ``.tolist()``, ``.item()``, ``bool``,
+  ``int``, ``float`` or an index of a tensor, e.g. ``if loss > 0``).
 
 A generator must build from its ``Params`` with small ``n_train`` / ``n_test``; draw sample dicts
 of the promised sizes (finite float modalities, labels in ``0..n_classes - 1`` for every task, a
@@ -118,7 +119,8 @@ def _on(t: torch.Tensor, device: torch.device) -> bool:
     return t.device.type == device.type and (device.index is None or t.device.index == device.index)
 
 
-_HOST_COPIES = ("cpu", "numpy", "tolist", "item")
+_HOST_COPIES = ("cpu", "numpy", "tolist", "item", "__bool__", "__int__", "__float__", "__index__")
+_CONVERSIONS = {"__bool__": "bool", "__int__": "int", "__float__": "float", "__index__": "an index from"}
 
 
 class DeviceGuard(TorchFunctionMode):
@@ -134,7 +136,8 @@ class DeviceGuard(TorchFunctionMode):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", repr(func))
         if name in _HOST_COPIES and args and isinstance(args[0], torch.Tensor):
-            self._record(f"Tensor.{name}()", "copies to the host")
+            call = f"{_CONVERSIONS[name]}(tensor)" if name in _CONVERSIONS else f"Tensor.{name}()"
+            self._record(call, "copies to the host")
         out = func(*args, **kwargs)
         if (isinstance(out, torch.Tensor) and out.ndim == 0 and out.device.type == "meta"
                 and self.device.type == "cpu" and "device" not in kwargs):

@@ -9,6 +9,9 @@ import torch
 from test_registry import clean_registry  # noqa: F401 — fixture
 
 from synergy_bench import check
+from synergy_bench.registry import GENERATORS, METHODS, load_plugins
+
+load_plugins()
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKEN = Path(__file__).resolve().parent / "plugin_fixtures" / "broken_plugins.py"
@@ -36,6 +39,17 @@ def test_the_worked_example_passes():
     assert status == 0 and list(table) == ["method my_method"] and summary == "5 of 5 checks passed"
     results = table["method my_method"]
     assert len(results) == 5 and all(v.startswith("PASS") for v in results.values()), results
+
+
+@pytest.mark.parametrize("kind,name", [("method", n) for n in sorted(METHODS)]
+                         + [("generator", n) for n in sorted(GENERATORS)])
+def test_every_built_in_passes_its_check(kind, name):
+    lines: list[str] = []
+    if kind == "method":
+        checks = check.method_checks(METHODS[name], "cpu")
+    else:
+        checks = check.generator_checks(GENERATORS[name], "cpu")
+    assert check.run_checks(checks, lines.append) == (5, 0), lines
 
 
 def test_each_broken_contract_fails_with_its_reason():
@@ -92,6 +106,10 @@ def test_the_device_guard():
     with pytest.raises(check.CheckFailed, match=r"^Tensor.item\(\) at .* copies to the host"):
         with check.on_device_only("cpu"):
             x.sum().item()
+    with pytest.raises(check.CheckFailed, match=r"^bool\(tensor\) at .* copies to the host"):
+        with check.on_device_only("cpu"):
+            if x.sum() > 0:
+                pass
     with pytest.raises(check.CheckFailed, match=r"^zeros\(\) at .*made a tensor"):  # also when the mix raises
         with check.on_device_only("cpu"):
             x + torch.zeros(3)
