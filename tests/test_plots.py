@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
 from synergy_bench import plots
 from synergy_bench.published import TRIFEATURE
@@ -66,7 +68,7 @@ def test_generic_grid_gets_one_rus_figure_per_generator_setting(tmp_path):
                      "rus_latent_noise=0.75.pdf", "rus_latent_noise=0.75.png"]
     assert all((tmp_path / n).stat().st_size > 0 for n in names)
     frame = plots.rus_frame(df[df.generator_label == "latent[noise=0.25]"])
-    assert np.allclose(frame["mean"], 0.7) and np.allclose(frame["std"], 0.1)
+    assert np.allclose(frame["mean"], 0.7) and np.allclose(frame["se"], 0.1 / np.sqrt(3)) and (frame.n == 3).all()
 
 
 def test_one_task_grid_gets_one_figure_with_a_group_per_point(tmp_path):
@@ -98,7 +100,7 @@ def test_synergy_frame_and_figure(tmp_path):
     assert len(frame) == 8 and list(frame.method_label.unique()) == ["cross", "comm"]  # grid order
     row = frame[(frame.method_label == "comm") & (frame.k == 4) & (frame.label_noise == 0.5)].iloc[0]
     assert row.truth_synergy == pytest.approx(1.0) and row.truth_bits == pytest.approx(1.1)
-    assert row.bits_mean == pytest.approx(0.5 + 0.01) and row.bits_std == pytest.approx(0.01)
+    assert row.bits_mean == pytest.approx(0.5 + 0.01) and row.bits_se == pytest.approx(0.01 / np.sqrt(3))
     assert row.fraction_mean == pytest.approx(np.mean([(0.5 + 0.01 * s) / 1.1 for s in SEEDS]))
     assert row.acc_mean == pytest.approx(0.55 + 0.01) and row.n_seeds == 3
     comm = frame[frame.method_label == "comm"]
@@ -157,19 +159,23 @@ def test_no_masking_figure_when_the_knobs_are_fixed():
 
 
 # ---------------------------------------------------------------------------- ours vs published
+COMM = ("comm", {"temperature": 0.1})
+INF = ("infmasking", {"temperature": 0.1, "mask_ratio": 0.7, "num_masks": 6, "mask_lambda": 1.0, "masked_from": "same"})
+
+
 def _tri_value(gp, method, mp, task, metric, seed):
     ours = {"comm": {"R": 0.997, "U1": 0.85, "U2": 0.85, "S": 0.70},
             "infmasking": {"R": 0.999, "U1": 0.90, "U2": 0.90, "S": 0.80},
+            "factorcl": {"R": 0.9, "U1": 0.6, "U2": 0.6, "S": 0.5},
             "supervised": {"R": 1.0, "U1": 1.0, "U2": 1.0, "S": 1.0}}[method][task]
     if task == "S" and gp["protocol"] == "ru":
         ours = 0.5  # the S control of the R/U protocol: must not be compared
     return ours + 0.01 * (seed - 1)
 
 
-def _tri_df():
-    return results_frame("trifeature", [{"protocol": "ru"}, {"protocol": "s"}],
-                         [("comm", {}), ("infmasking", {}), ("supervised", {})], ["R", "U1", "U2", "S"],
-                         _tri_value, chance=lambda t: 0.5 if t == "S" else 0.1)
+def _tri_df(methods=(COMM, INF, ("supervised", {}))):
+    return results_frame("trifeature", [{"protocol": "ru"}, {"protocol": "s"}], list(methods),
+                         ["R", "U1", "U2", "S"], _tri_value, chance=lambda t: 0.5 if t == "S" else 0.1)
 
 
 def test_published_frame_deviations_in_published_std():
@@ -181,13 +187,26 @@ def test_published_frame_deviations_in_published_std():
     assert set(frame.method) == {"comm", "infmasking"}
     assert (frame.method == "comm").sum() == 5  # R once, U and S against both CoMM rows
     r = frame[(frame.published == "CoMM") & (frame.task == "R")].iloc[0]
-    assert r.ours_mean == pytest.approx(99.7) and r.ours_std == pytest.approx(1.0) and r.n_seeds == 3
+    # seeds 0, 1, 2 at 99.7 - 1, 99.7, 99.7 + 1: std 1, SE 1 / sqrt(3)
+    assert r.ours_mean == pytest.approx(99.7) and r.ours_se == pytest.approx(1 / np.sqrt(3)) and r.n_seeds == 3
     assert r.published_mean == pub["CoMM", "R"][0]
     assert r.deviation == pytest.approx((99.7 - 99.9) / 0.1)
     s = frame[(frame.published == "InfMasking") & (frame.task == "S")].iloc[0]
     assert s.ours_mean == pytest.approx(80.0) and s.deviation == pytest.approx((80.0 - 77.0) / 4.2)
     assert s.chance == pytest.approx(50.0)
-    assert list(frame.method_label.unique()) == ["comm", "infmasking"]
+    assert list(frame.method.unique()) == ["comm", "infmasking"]  # grid order
+
+
+def test_published_only_for_the_published_setting():
+    """Of a masking grid, only the setting of the published run is compared; a FactorCL with
+    another critic than the paper's is not compared at all."""
+    off = [("infmasking", {**INF[1], "mask_ratio": r, "num_masks": t}) for r, t in ((0.3, 6), (0.7, 2), (0.9, 10))]
+    df = _tri_df([COMM, *off, INF, ("factorcl", {"critic": "separable"})])
+    frame = plots.published_frame(df)
+    assert set(frame[frame.method == "infmasking"].method_label) == {_label(*INF)}
+    assert "factorcl" not in set(frame.method)
+    concat = plots.published_frame(_tri_df([("factorcl", {"critic": "concat"})]))
+    assert set(concat.published) == {"FactorCL"} and len(concat) == 3
 
 
 def test_published_deviation_is_missing_without_a_published_std():
@@ -195,9 +214,9 @@ def test_published_deviation_is_missing_without_a_published_std():
                        lambda gp, m, mp, t, metric, s: 0.9, chance=lambda t: 0.1)
     frame = plots.published_frame(df)
     assert len(frame) == 2 and frame.deviation.isna().all() and frame.published_std.isna().all()
-    assert frame.ours_std.tolist() == [0.0, 0.0]
+    assert frame.ours_se.tolist() == [0.0, 0.0]
     text = plots.format_published(frame)
-    assert "Cross" in text and "90.0 ± 0.0" in text and "100.0" in text
+    assert "Cross" in text and "90.0 ± 0.0" in text and "100.0" in text and "SE" in text
 
 
 def test_published_text_and_report_files(tmp_path):
@@ -213,3 +232,77 @@ def test_published_text_and_report_files(tmp_path):
 def test_no_published_comparison_off_trifeature():
     df = results_frame("latent", [{"k": 2}], [("comm", {})], ["R", "U1", "S"], lambda *a: 0.8)
     assert plots.published_frame(df).empty and plots.format_published(plots.published_frame(df)) == ""
+
+
+# ---------------------------------------------------------------------------- what the drawings show
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the draw functions make, kept open instead of written."""
+    made = []
+    monkeypatch.setattr(plots, "_save", lambda fig, stem: made.append(fig) or [stem])
+    yield made
+    for fig in made:
+        plots.plt.close(fig)
+
+
+def test_error_note_names_the_statistic_and_the_seed_count():
+    assert plots.error_note([3, 3]) == "mean ± SE over 3 seeds"
+    assert plots.error_note([2, 5]) == "mean ± SE over 2–5 seeds"
+    assert plots.error_note([1, 3]).endswith("no bar where 1 seed")
+    assert plots.error_note([1]) == "1 seed, no error bars"
+
+
+def test_bar_errors_are_standard_errors(figures):
+    values = {0: 0.6, 1: 0.7, 2: 0.95}
+    df = results_frame("latent", [{"k": 2}], [("comm", {}), ("cross", {})], ["R", "S"],
+                       lambda gp, m, mp, t, metric, s: values[s])
+    plots.draw_rus(plots.rus_frame(df), "t", Path("x"))
+    ax = figures[0].axes[0]
+    assert "mean ± SE over 3 seeds" in ax.get_ylabel()
+    se = np.std(list(values.values()), ddof=1) / np.sqrt(3)
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]  # one per method
+    segments = [seg for c in bars for seg in c.errorbar.lines[2][0].get_segments()]
+    assert len(bars) == 2 and len(segments) == 4
+    assert all(seg[1, 1] - seg[0, 1] == pytest.approx(2 * se) for seg in segments)
+
+
+def test_many_settings_become_a_heat_map(figures):
+    methods = [_inf(r, t, 1.0) for r in (0.1, 0.3, 0.5, 0.7, 0.9) for t in (1, 2, 4)]
+    df = results_frame("latent", [{"k": 2}], methods, ["S"], _mask_value)
+    frame = plots.rus_frame(df)
+    plots.draw_rus(frame, "t", Path("x"))
+    ax = figures[0].axes[0]
+    assert not ax.patches and len(ax.images) == 1
+    share = ax.images[0].get_array()
+    assert share.shape == (15, 1)
+    assert np.allclose(share[:, 0], (frame["mean"] - 0.5) / 0.5)  # the way from chance to 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(frame.method_label)
+
+
+@pytest.mark.parametrize("n", [1, 7, 10, 11, 20, 21, 34])
+def test_colours_never_repeat(n):
+    assert len({tuple(np.round(c, 6)) for c in plots.distinct_colors(n)}) == n
+
+
+def test_synergy_lines_have_distinct_colours_and_a_bits_axis_without_outliers(figures):
+    methods = [("comm", {"temperature": t}) for t in np.linspace(0.05, 0.6, 12)]
+
+    def value(gp, method, mp, task, metric, seed):
+        if metric == "bits" and mp["temperature"] == 0.6 and gp["k"] == 4:
+            return -3.0  # a badly calibrated probe: must not set the axis
+        return 0.3 * _syn_truth(gp, task)[1] if metric == "bits" else 0.6
+
+    grid = [{"k": k, "label_noise": 0.0} for k in (2, 4, 8)]
+    df = results_frame("latent", grid, methods, ["S"], value, _syn_truth)
+    plots.draw_synergy(plots.synergy_frame(df), "t", Path("x"))
+    bits_ax, frac_ax = figures[0].axes  # one panel column: bits above, fraction below
+    legend = {t.get_text() for t in bits_ax.get_legend().get_texts()}
+    assert len(legend) == 13  # 12 methods and the exact S
+    colours = {c.get_label(): tuple(c.lines[0].get_color()) for c in bits_ax.containers}
+    assert set(colours) == legend - {"exact S"} and len(set(colours.values())) == 12
+    top = 1.1 * max(_syn_truth({"k": 8, "label_noise": 0.0}, "S"))
+    assert bits_ax.get_ylim() == pytest.approx((plots.BITS_FLOOR, top))
+    marks = [line for line in bits_ax.get_lines() if line.get_marker() == "v"]
+    assert len(marks) == 1 and marks[0].get_ydata()[0] == pytest.approx(plots.BITS_FLOOR)
+    assert any("-3.00" in t.get_text() for t in bits_ax.texts)
+    assert frac_ax.get_ylim() == pytest.approx((plots.BITS_FLOOR, 1.1))
