@@ -110,7 +110,7 @@ def load_plugin(ref: str, base: str | Path | None = None) -> list[type]:
         path = Path(ref).expanduser()
         path = (path if path.is_absolute() else Path(base or ".") / path).resolve()
         if not path.is_file():
-            where = f" (relative to {Path(base).resolve()})" if base is not None and not Path(ref).is_absolute() else ""
+            where = f" (relative to {Path(base or '.').resolve()})" if not Path(ref).is_absolute() else ""
             raise UserError(f"plug-in file {ref!r} not found{where}; give the path of a .py file or a module name")
         key = str(path)
         stem = re.sub(r"\W", "_", path.stem)
@@ -180,7 +180,8 @@ def _one_line(err: BaseException, path: str) -> str:
 def _lookup(table: dict[str, type], kind: str, name: str) -> type:
     load_plugins()
     if name not in table:
-        raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))}")
+        raise UserError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(table))} "
+                        f"(or load a {kind} of your own with --plugin FILE.py)")
     return table[name]
 
 
