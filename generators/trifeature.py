@@ -92,7 +92,7 @@ import numpy as np
 import torch
 
 from synergy_bench.data import Fixed, Generator
-from synergy_bench.nn.images import Augment, normalize
+from synergy_bench.nn.augment import Augment, normalize
 from synergy_bench.pid import PID, broja
 from synergy_bench.registry import param, register_generator
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from generators.trifeature import COLOURS, SHAPES, TEXTURES, Trifeature
-from synergy_bench.nn.images import IMAGENET_MEAN, IMAGENET_STD
+from synergy_bench.nn.augment import IMAGENET_MEAN, IMAGENET_STD
 
 COLOUR_NAMES = tuple(COLOURS)
 

@@ -20,15 +20,15 @@ from generators.trifeature import (
 )
 from synergy_bench.data import prediction_pid
 from synergy_bench.nn import VectorTokenizer, make_tokenizer
-from synergy_bench.nn.images import (
+from synergy_bench.nn.augment import (
     Augment,
-    ImageTokenizer,
     color_jitter,
     gaussian_blur,
     grayscale,
     random_grayscale,
     random_resized_crop,
 )
+from synergy_bench.nn.images import ImageTokenizer
 from synergy_bench.pid import broja
 from synergy_bench.registry import UserError, make_params
 
