@@ -321,9 +321,17 @@ def _results_table(frame: pd.DataFrame, varying: dict[str, list[str]], metrics: 
     return table, chart
 
 
+def _figure_order(path: Path) -> tuple:
+    """Figures in the order of :mod:`synergy_bench.plots` (bars, synergy, masking, published, any
+    other), each image before its text table."""
+    kinds = ("rus", "synergy", "masking", "published")
+    kind = next((i for i, k in enumerate(kinds) if path.stem.startswith(k)), len(kinds))
+    return kind, path.stem, path.suffix != ".png"
+
+
 def _figures(folder: Path) -> str:
     fig_dir = folder / "figures"
-    files = sorted(fig_dir.glob("*")) if fig_dir.is_dir() else []
+    files = sorted(fig_dir.glob("*"), key=_figure_order) if fig_dir.is_dir() else []
     parts = []
     for f in files:
         if f.suffix == ".png":
