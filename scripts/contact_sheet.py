@@ -1,17 +1,18 @@
-"""Contact sheet of bimodal Trifeature pairs, to check the rendering and the pairing rules by eye.
+"""Contact sheet of bimodal Trifeature, to check the rendering and the pairing rules by eye.
 
     python scripts/contact_sheet.py [--out results/figures/trifeature_contact_sheet.png]
-                                    [--sizes 64 224] [--pairs 4] [--seed 0]
+                                    [--sizes 224 32] [--seed 0]
 
-For each image size, four rows of pairs (image 1 | image 2), each image titled with its shape,
-texture and colour and each pair with its labels R, U1, U2, S:
+For each image size (224 px, the published size; 32 px, the size of the CPU profiles), rows of
+ten images:
 
-* protocol ru, training pairs (same shape; texture and colour independent);
-* protocol s, training pairs (same shape and colour(image 2) = pi(texture(image 1)), so S = 1);
-* protocol s, test pairs, half with S = 1 and half with S = 0;
-* two SimCLR views (augment = simclr) of the ru pairs of the first row.
+* every shape (solid texture), every texture (on a square), every colour (stripes on a circle),
+  each drawn in a random layout of the renderer;
+* five pairs (image 1 | image 2) each, titled with their shape / texture / colour and labels:
+  protocol ru training pairs; protocol s training pairs (colour(image 2) = pi(texture(image 1)),
+  so S = 1); test pairs, S = 1 then S = 0; SimCLR views and CLIP's weak views of the ru pairs.
 
-The banks are rendered (or read from the cache) at the default parameters of each size.
+The pairs come from a bank rendered (or read from the cache) with one render per combination.
 """
 from __future__ import annotations
 
@@ -25,19 +26,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from generators.trifeature import COLOURS, SHAPES, TEXTURES, Trifeature
+from generators.trifeature import Trifeature
 from synergy_bench.nn.augment import IMAGENET_MEAN, IMAGENET_STD
+from synergy_bench.registry import make_params
+from synergy_bench.trifeature.render import COLOURS, K, SHAPES, TEXTURES, Layout, render
 
 COLOUR_NAMES = tuple(COLOURS)
+PAIRS = K // 2  # pairs per row
 
 
 def _describe(z: dict, side: str, k: int) -> str:
-    return (f"{SHAPES[z['shape' + side][k]]} / {TEXTURES[z['texture' + side][k]]} / "
-            f"{COLOUR_NAMES[z['colour' + side][k]]}")
-
-
-def _labels(y: dict, k: int) -> str:
-    return (f"R={SHAPES[y['R'][k]]}  U1={TEXTURES[y['U1'][k]]}  U2={TEXTURES[y['U2'][k]]}  S={y['S'][k]}")
+    return f"{SHAPES[z['shape' + side][k]]}/{TEXTURES[z['texture' + side][k]]}/{COLOUR_NAMES[z['colour' + side][k]]}"
 
 
 def _to_image(x: np.ndarray) -> np.ndarray:
@@ -46,49 +45,68 @@ def _to_image(x: np.ndarray) -> np.ndarray:
     return np.clip(x.transpose(1, 2, 0), 0, 1)
 
 
-def rows_for(size: int, n_pairs: int, seed: int) -> list[tuple[str, list, list, list]]:
-    """(row title, images 1, images 2, per-pair captions) for one image size."""
-    rng = np.random.default_rng(seed)
-    ru = Trifeature(Trifeature.Params(image_size=size, n_train=n_pairs, n_test=2), seed)
-    s = Trifeature(Trifeature.Params(image_size=size, protocol="s", n_train=n_pairs, n_test=200), seed)
+def feature_rows(size: int, generator: Trifeature, rng: np.random.Generator) -> list[tuple[str, list, list]]:
+    """(row title, images (S, S, 3), titles): every shape, every texture, every colour."""
+    ten = np.arange(K)
+    grid = {"shapes (solid)": np.stack([ten, 0 * ten, ten], 1),
+            "textures (square, white)": np.stack([0 * ten + SHAPES.index("square"), ten, 0 * ten + K - 1], 1),
+            "colours (circle, stripes)": np.stack([0 * ten + SHAPES.index("circle"), 0 * ten + 1, ten], 1)}
     rows = []
+    for (title, factors), names in zip(grid.items(), (SHAPES, TEXTURES, COLOUR_NAMES)):
+        images = render(factors, Layout.draw(K, size, rng), size, generator.period, generator.supersample)
+        rows.append((f"{size} px: {title}", [im.transpose(1, 2, 0) / 255 for im in images], list(names)))
+    return rows
+
+
+def pair_rows(size: int, generator: dict[str, Trifeature], rng: np.random.Generator, seed: int) -> list:
+    """(row title, images, titles) of five pairs per row (see module docstring)."""
+    ru, s = generator["ru"], generator["s"]
     train = ru.sample("train", rng)
-    rows.append((f"{size} px, protocol ru, training pairs", train, list(range(n_pairs))))
-    rows.append((f"{size} px, protocol s, training pairs (colour2 = pi(texture1))", s.sample("train", rng),
-                 list(range(n_pairs))))
     test = s.sample("test", rng)
     pos, neg = np.flatnonzero(test["y"]["S"] == 1), np.flatnonzero(test["y"]["S"] == 0)
-    rows.append((f"{size} px, test pairs (S = 1 and S = 0)", test,
-                 list(pos[:n_pairs // 2]) + list(neg[:n_pairs - n_pairs // 2])))
     z = {k: torch.as_tensor(v) for k, v in train["z"].items()}
-    views = [v.numpy() for v in ru.views(z, torch.Generator().manual_seed(seed))]
-    rows.append((f"{size} px, SimCLR views of the ru pairs above", {**train, "x": views}, list(range(n_pairs))))
-    out = []
-    for title, sample, picks in rows:
-        out.append((title, [sample["x"][0][k] for k in picks], [sample["x"][1][k] for k in picks],
-                    [(_describe(sample["z"], "1", k), _describe(sample["z"], "2", k), _labels(sample["y"], k))
-                     for k in picks]))
-    return out
+    views = {name: [v.numpy() for v in make(z, torch.Generator().manual_seed(seed))]
+             for name, make in (("SimCLR", ru.views), ("weak", ru.weak_views))}
+    samples = [("ru training pairs", train, range(PAIRS)),
+               ("s training pairs", s.sample("train", rng), range(PAIRS)),
+               ("test pairs, S = 1 | S = 0", test, [*pos[:2], *neg[:PAIRS - 2]]),
+               ("SimCLR views of the ru pairs", {**train, "x": views["SimCLR"]}, range(PAIRS)),
+               ("weak views of the ru pairs", {**train, "x": views["weak"]}, range(PAIRS))]
+    rows = []
+    for title, sample, picks in samples:
+        images, titles = [], []
+        for k in picks:
+            for side in ("1", "2"):
+                images.append(_to_image(sample["x"][int(side) - 1][k]))
+                label = f"\nR={sample['y']['R'][k]} U1={sample['y']['U1'][k]} U2={sample['y']['U2'][k]} " \
+                        f"S={sample['y']['S'][k]}" if side == "1" else "\n"
+                titles.append(f"X{side}: {_describe(sample['z'], side, k)}{label}")
+        rows.append((f"{size} px: {title}", images, titles))
+    return rows
 
 
-def contact_sheet(out: Path, sizes: list[int], n_pairs: int, seed: int) -> Path:
-    rows = [row for size in sizes for row in rows_for(size, n_pairs, seed)]
-    fig, axes = plt.subplots(len(rows), 2 * n_pairs, figsize=(2.6 * 2 * n_pairs, 3.1 * len(rows)),
-                             squeeze=False)
-    for r, (title, left, right, captions) in enumerate(rows):
-        for k, (a, b, (d1, d2, lab)) in enumerate(zip(left, right, captions)):
-            for j, (img, desc) in enumerate(((a, d1), (b, d2))):
-                ax = axes[r, 2 * k + j]
-                ax.imshow(_to_image(img), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_title(f"X{j + 1}: {desc}" + (f"\n{lab}" if j == 0 else "\n"), fontsize=7, loc="left")
+def contact_sheet(out: Path, sizes: list[int], seed: int) -> Path:
+    rows = []
+    for size in sizes:
+        rng = np.random.default_rng(seed)
+        common = {"image_size": size, "renders": 1, "n_train": PAIRS, "n_test": 200}
+        generator = {protocol: Trifeature(make_params(Trifeature, {**common, "protocol": protocol}, "generator"), seed)
+                     for protocol in ("ru", "s")}
+        rows += feature_rows(size, generator["ru"], rng) + pair_rows(size, generator, rng, seed)
+    fig, axes = plt.subplots(len(rows), K, figsize=(1.9 * K, 2.25 * len(rows)), squeeze=False)
+    for r, (title, images, titles) in enumerate(rows):
+        for k, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k < len(images):
+                ax.imshow(images[k], interpolation="nearest")
+                ax.set_title(titles[k], fontsize=6.5, loc="left")
         axes[r, 0].set_ylabel(title, fontsize=8)
-    fig.suptitle("Bimodal Trifeature: pairs of image 1 | image 2 (titles: shape / texture / colour; labels)",
-                 fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    fig.suptitle("Bimodal Trifeature at 224 px (published) and 32 px (CPU profiles): every shape, texture and "
+                 "colour; pairs image 1 | image 2 (shape/texture/colour; labels)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.99))
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=80)
+    fig.savefig(out, dpi=72)
     plt.close(fig)
     return out
 
@@ -96,12 +114,11 @@ def contact_sheet(out: Path, sizes: list[int], n_pairs: int, seed: int) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/figures/trifeature_contact_sheet.png")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
-    ap.add_argument("--pairs", type=int, default=4)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[224, 32])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    print(contact_sheet(Path(args.out), args.sizes, args.pairs, args.seed))
+    print(contact_sheet(Path(args.out), args.sizes, args.seed))
 
 
 if __name__ == "__main__":

@@ -5,21 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from generators.trifeature import (
-    COLOURS,
-    SHAPES,
-    TEXTURES,
-    K,
-    Trifeature,
-    balanced_split,
-    cache_root,
-    merge_equal_sources,
-    render,
-    shape_templates,
-    texture_mask,
-)
+from generators.trifeature import Trifeature
 from synergy_bench.data import prediction_pid
-from synergy_bench.nn import VectorTokenizer, make_tokenizer
+from synergy_bench.nn import make_tokenizer
 from synergy_bench.nn.augment import (
     Augment,
     color_jitter,
@@ -31,6 +19,22 @@ from synergy_bench.nn.augment import (
 from synergy_bench.nn.images import ImageTokenizer
 from synergy_bench.pid import broja
 from synergy_bench.registry import UserError, make_params
+from synergy_bench.trifeature.cache import bank_path, cache_root
+from synergy_bench.trifeature.pairs import balanced_split
+from synergy_bench.trifeature.render import (
+    COLOURS,
+    SHAPES,
+    TEXTURES,
+    K,
+    Layout,
+    random_field,
+    render,
+    shape_samples,
+    shape_templates,
+    texture_on,
+    texture_samples,
+)
+from synergy_bench.trifeature.truth import merge_equal_sources
 
 SIZE = 16  # tiny images keep the bank (1,000 images at renders = 1) at about a second
 
@@ -45,43 +49,195 @@ def _cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SYNERGY_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+def layout(n=1, shape_angle=0, centre=(112.0, 112.0), texture_angle=0, offset=(0, 0), seed=0):
+    """A hand-set layout of n identical images (224 px coordinates by default)."""
+    return Layout(np.full(n, shape_angle), np.tile(centre, (n, 1)), np.full(n, texture_angle),
+                  np.tile(offset, (n, 1)), np.arange(seed, seed + n))
+
+
+def texture_at_224(name, angle=0, n=1, seed=0):
+    """(n, 224, 224) float texture ``name`` at the published size, one sample per pixel."""
+    lay = layout(n, texture_angle=angle, seed=seed)
+    return texture_samples(TEXTURES.index(name), lay, 224, 1.0, 1).float()
+
+
+def peak_frequency(img, pad=5):
+    """(|f|, direction in degrees in [0, 180)) of the strongest non-zero spatial frequency of a
+    square image, in cycles per pixel; the direction is that of (f_col, -f_row): 90 = vertical.
+    A Hann window and zero padding to ``pad`` times the side resolve 1 / (pad side) px^-1."""
+    side = img.shape[-1]
+    window = torch.hann_window(side, periodic=False, dtype=torch.float64)
+    power = torch.fft.fft2((img - img.mean()) * window[:, None] * window[None], s=(pad * side,) * 2).abs()
+    row, col = np.unravel_index(int(power.argmax()), power.shape)
+    f_row, f_col = np.fft.fftfreq(pad * side)[row], np.fft.fftfreq(pad * side)[col]
+    return math.hypot(f_row, f_col), math.degrees(math.atan2(-f_row, f_col)) % 180
+
+
 # ---- rendering --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["stripes", "grid", "dots", "triangles", "zigzags", "pluses"])
+def test_texture_period_is_10_px_at_224(name):
+    """The published period: the dominant spatial frequency of the periodic textures at 224 px is
+    1/10 px^-1 (the padded spectrum has a bin at 0.1 exactly)."""
+    f, _ = peak_frequency(texture_at_224(name)[0].double())
+    assert f == pytest.approx(0.1, abs=1e-9)
+
+
+@pytest.mark.parametrize("angle", [0, 30, -40])
+def test_stripes_are_horizontal_and_zigzags_vertical_before_the_turn(angle):
+    """Stripes are horizontal lines (frequency along the columns' direction, 90 degrees) and
+    zigzags run vertically (frequency horizontal, 0 degrees); the texture angle turns both
+    counter-clockwise. Tolerance: one bin of the padded spectrum, 1/1120 px^-1 (0.5 degrees)."""
+    for name, rest in (("stripes", 90), ("zigzags", 0)):
+        f, direction = peak_frequency(texture_at_224(name, angle)[0].double())
+        assert f == pytest.approx(0.1, abs=1 / 1120)
+        assert abs((direction - rest - angle + 90) % 180 - 90) < 0.6, (name, direction)
+
+
+def test_texture_fill_fractions_are_the_published_ones():
+    """Fraction of texels on, from each pattern's definition: stripes 3/10, grid 1 - (7/10)^2,
+    dots 45 lattice points of the disc r^2 < 16 per 100, triangles 2 (1 + 3 + 5 + 7) / 100,
+    zigzags 4/10, pluses (51 + 42) / 200 (even and odd rows of cells), noise 1/2,
+    rain 1 - 0.95^7 (a streak of 7 starts above with probability 0.05 each)."""
+    expected = {"solid": 1.0, "stripes": 0.3, "grid": 0.51, "dots": 0.45, "triangles": 0.32,
+                "zigzags": 0.4, "pluses": 0.465, "noise": 0.5, "rain": 1 - 0.95 ** 7}
+    for name, fill in expected.items():
+        got = texture_at_224(name, angle=17, n=4).mean().item()
+        assert got == pytest.approx(fill, abs=0.004 if name in ("noise", "rain") else 0.002), name
+    # hexgrid: horizontal lines 2 of 10, and two line families at +-30 degrees with a period of
+    # 10 px along the rows, so 5 px apart (fill of each family alone 2/10)
+    f, direction = peak_frequency(texture_at_224("hexgrid")[0].double())
+    assert f == pytest.approx(0.1) and direction == pytest.approx(90)
+    y, x = torch.meshgrid(torch.arange(1000), torch.arange(1000), indexing="ij")
+    family = ((x + 173 * y // 100) % 10 < 2).float()
+    assert (texture_on(TEXTURES.index("hexgrid"), y[None], x[None])[0].float() >= family).all()
+
+
+def test_noise_and_rain_are_random_per_texel():
+    """Noise: independent texels (neighbours agree half the time); rain: vertical streaks, so a
+    texel below an on texel is on with probability 6/7 + (1/7) (1 - 0.95^7) (inside or at the end
+    of a streak), while the texel beside it is on with the plain fill 1 - 0.95^7."""
+    side = 400
+    noise, rain = (random_field(TEXTURES.index(t), np.array([3]), side)[0, 10:, 10:].float() for t in ("noise", "rain"))
+    assert (noise[:, 1:] == noise[:, :-1]).float().mean().item() == pytest.approx(0.5, abs=0.01)
+    fill = 1 - 0.95 ** 7
+    below = (rain[1:] * rain[:-1]).sum() / rain[:-1].sum()
+    beside = (rain[:, 1:] * rain[:, :-1]).sum() / rain[:, :-1].sum()
+    assert below.item() == pytest.approx(6 / 7 + fill / 7, abs=0.02)
+    assert beside.item() == pytest.approx(fill, abs=0.02)
+    assert not torch.equal(random_field(TEXTURES.index("noise"), np.array([4]), side)[0, 10:, 10:].float(), noise)
+
+
+def _rows(mask):
+    """(first column, width) of each non-empty row of a template, asserting one run per row."""
+    out = []
+    for i, row in enumerate(mask):
+        cols = np.flatnonzero(row)
+        if len(cols):
+            assert cols[-1] - cols[0] + 1 == len(cols), f"row {i} is not one run"
+            out.append((i, cols[0], len(cols)))
+    return np.array(out)
+
+
+def test_shape_geometry():
+    """Areas against the closed forms of the shapes on the 128 texel box, and the published oddities:
+    the rhombus is a parallelogram (rows of equal width c = 64 texels, sliding left 1/2 texel per
+    row: opposite sides parallel, not a rhombus of equal diagonals), the pentagon is house-shaped
+    (a roof rising from its widest row at 0.4 of the height to an apex, walls narrowing to 1 - 2/3.1
+    of the width at the bottom, mirror-symmetric)."""
+    t = shape_templates()
+    n = t.shape[-1]
+    area = dict(zip(SHAPES, t.reshape(K, -1).mean(1)))
+    closed = {"triangle": 1 / 2, "square": 1, "plus": 5 / 9, "circle": math.pi / 4, "tee": 5 / 9,
+              "rhombus": 1 / 2, "fivesquare": 5 / 9, "trapezoid": (2 - 2 / 3.1) / 2,
+              "pentagon": 0.4 / 2 + 0.6 * (2 - 0.6 * 2 / 3.1) / 2}
+    for name, a in closed.items():
+        assert area[name] == pytest.approx(a, abs=0.015), name
+    rhombus = _rows(t[SHAPES.index("rhombus")])
+    assert len(rhombus) == n and np.all(np.abs(rhombus[:, 2] - (n // 2 - 1)) <= 1)
+    slope = np.polyfit(rhombus[:, 0], rhombus[:, 1], 1)[0]
+    assert slope == pytest.approx(-0.5, abs=0.01)
+    house = _rows(t[SHAPES.index("pentagon")])
+    widest = house[np.argmax(house[:, 2]), 0]
+    assert widest == pytest.approx(0.4 * n, abs=2) and house[0, 2] <= 3  # eaves, apex
+    assert np.all(np.diff(house[house[:, 0] < widest, 2]) >= 0)  # roof widens downward
+    assert np.all(np.diff(house[house[:, 0] > widest, 2]) <= 0)  # walls narrow downward
+    assert house[-1, 2] == pytest.approx(n * (1 - 2 * 0.6 / 3.1), abs=2)
+    mirrored = t[SHAPES.index("pentagon"), :, 1:][:, ::-1]  # j -> n - j about the centre column
+    assert np.array_equal(mirrored, t[SHAPES.index("pentagon"), :, 1:])
+    assert _rows(t[SHAPES.index("triangle")])[0, 2] < 3  # apex up
+    trapezoid = _rows(t[SHAPES.index("trapezoid")])
+    assert trapezoid[0, 2] > trapezoid[-1, 2]  # narrowing downward
+
+
+def test_shapes_are_placed_scaled_and_turned():
+    """At 224 px an unturned square fills exactly its 128 px box about the centre; a turn keeps the
+    area; positive angles turn counter-clockwise: the triangle's centroid (below its box centre,
+    apex up) moves to the right of it at +90 degrees; at 32 px the box is 128 32 / 224 px."""
+    square = shape_samples(np.array([SHAPES.index("square")]), layout(), 224, 1)[0]
+    box = torch.zeros(224, 224)
+    box[48:176, 48:176] = 1
+    assert torch.equal(square, box)
+    tri = SHAPES.index("triangle")
+    for angle, (down, right) in ((0, (1, 0)), (90, (0, 1)), (-90, (0, -1))):
+        a = shape_samples(np.array([tri]), layout(shape_angle=angle), 224, 1)[0]
+        assert a.sum().item() == pytest.approx(128 ** 2 / 2, rel=0.01)
+        g = torch.arange(224) + 0.5 - 112
+        centroid = ((a.sum(1) * g).sum() / a.sum(), (a.sum(0) * g).sum() / a.sum())
+        assert [round(c.item() / 21.3) for c in centroid] == [down, right]  # 128 / 6: a third of half the height
+    small = shape_samples(np.array([SHAPES.index("square")]), layout(centre=(16.0, 16.0)), 32, 8)[0]
+    assert small.sum().item() / 8 ** 2 == pytest.approx((128 * 32 / 224) ** 2, rel=0.01)  # samples / pixel
+
+
+def test_layout_keeps_the_turned_shape_inside_the_image():
+    lay = Layout.draw(500, 224, np.random.default_rng(0))
+    assert lay.shape_angle.min() >= -45 and lay.shape_angle.max() <= 44
+    assert np.all(lay.shape_angle == np.round(lay.shape_angle))
+    assert set(np.unique(lay.texture_offset)) == set(range(10))
+    alpha = shape_samples(np.full(500, SHAPES.index("square")), lay, 224, 1)
+    assert alpha.sum((1, 2)).min().item() == pytest.approx(128 ** 2, rel=0.01)  # never cut off
+
 
 def test_rendering_is_deterministic_per_seed(one_thread):
     a, b, other = make(seed=4), make(seed=4), make(seed=5)
     rows = a.factors[::97]
-    first = render(rows, SIZE, a.period, 2, np.random.default_rng(1))
-    assert np.array_equal(first, render(rows, SIZE, a.period, 2, np.random.default_rng(1)))
-    assert not np.array_equal(first, render(rows, SIZE, a.period, 2, np.random.default_rng(2)))
+    lay = Layout.draw(len(rows), SIZE, np.random.default_rng(1))
+    first = render(rows, lay, SIZE, a.period, 2)
+    assert np.array_equal(first, render(rows, Layout.draw(len(rows), SIZE, np.random.default_rng(1)), SIZE, a.period, 2))
+    assert not np.array_equal(first, render(rows, Layout.draw(len(rows), SIZE, np.random.default_rng(2)), SIZE, a.period, 2))
     assert np.array_equal(a.sample("test", np.random.default_rng(0))["x"][0],
                           b.sample("test", np.random.default_rng(0))["x"][0])
     assert not np.array_equal(a.factors, other.factors)  # another seed, another split
 
 
+def test_period_and_supersampling_follow_the_image_size():
+    """Published 224 px: period 10 px, one sample per pixel; 32 px: the 4 px floor, texels of
+    0.4 px sampled 5 times per pixel side."""
+    big, small = make(image_size=224), make(image_size=32)
+    assert (big.period, big.supersample) == (10.0, 1)
+    assert (small.period, small.supersample) == (4.0, 5)
+    assert make(image_size=32, supersample=3).supersample == 3
+
+
 def test_shapes_textures_and_colours_are_distinct():
-    masks = shape_templates(128).flatten(1).float()  # (10, T^2)
+    masks = torch.from_numpy(shape_templates()).flatten(1).float()  # (10, T^2)
     for i in range(K):
         for j in range(i + 1, K):
             differ = (masks[i] != masks[j]).float().sum() / torch.maximum(masks[i], masks[j]).sum()
             assert differ > 0.15, (SHAPES[i], SHAPES[j])
-    # textures on 4 x 4 periods, 32 samples per period, random cells drawn once
-    c = (torch.arange(128, dtype=torch.float32) + 0.5) / 32
-    v, u = torch.meshgrid(c, c, indexing="ij")
-    gen = torch.Generator().manual_seed(0)
-    tables = {"bits": torch.rand(1, 64, 64, generator=gen) < 0.5, "drop": torch.rand(1, 64, 64, generator=gen) < 0.8,
-              "dx": 0.25 + 0.5 * torch.rand(1, 64, 64, generator=gen), "dy": 0.35 * torch.rand(1, 64, 64, generator=gen)}
-    pats = torch.stack([texture_mask(t, u[None], v[None], tables)[0].flatten() for t in TEXTURES]).float()
-    assert 0.1 < pats[1:].mean(1).min() and pats[1:].mean(1).max() < 0.7  # visible, not solid
+    pats = torch.stack([texture_at_224(t)[0].flatten() for t in TEXTURES])
     assert ((pats[:, None] != pats[None]).float().mean(-1) + torch.eye(K)).min() > 0.1
     rgb = torch.tensor(list(COLOURS.values()))
     assert (torch.cdist(rgb, rgb) + torch.eye(K)).min() > 0.3
 
 
 def test_rendered_images_show_the_colour_inside_the_shape(one_thread):
-    """Every pixel is background + alpha (colour - background), alpha the covered fraction."""
+    """Every pixel is background + alpha (colour - background), alpha the covered fraction, in 8
+    bits by truncation (background 127)."""
     g = make()
     img = g.images.astype(float) / 255  # (N, 3, S, S)
-    bg = round(255 * 0.5) / 255
+    bg = 127 / 255
+    assert np.all(g.images[:, :, 0, 0] == 127)  # a corner never holds the shape
     colour = np.array(list(COLOURS.values()))[g.factors[:, 2]][:, :, None, None] - bg  # (N, 3, 1, 1)
     alpha = ((img - bg) * colour).sum(1, keepdims=True) / (colour ** 2).sum(1, keepdims=True)
     assert np.abs(img - bg - alpha * colour).max() < 0.01  # on the segment: only the image's colour
@@ -108,7 +264,7 @@ def test_textures_are_readable_at_32_px(one_thread):
     texture, n = g.factors[:, 1], g.n_train_images
     scale = StandardScaler().fit(feats[:n])
     probe = LogisticRegression(max_iter=2000).fit(scale.transform(feats[:n]), texture[:n])
-    accuracy = (probe.predict(scale.transform(feats[n:])) == texture[n:]).mean()  # 0.97 measured
+    accuracy = (probe.predict(scale.transform(feats[n:])) == texture[n:]).mean()  # 0.925 measured
     assert accuracy > 0.7
 
 
@@ -190,6 +346,29 @@ def test_views_are_seeded_and_none_gives_the_plain_images(one_thread):
     assert all(torch.allclose(v, torch.as_tensor(x[:32]), atol=1e-6) for v, x in zip(same, s["x"]))
 
 
+
+def test_weak_views_are_crops_only(one_thread):
+    """CLIP's weak views (CoMM code: random resized crop of area scale [0.5, 1], nothing else):
+    seeded; colours untouched (each pixel stays on its image's grey-to-colour segment, up to the
+    8-bit steps); never flipped, and magnified at most 1 / sqrt(0.5 * 3/4): a horizontal ramp
+    from 0 to 1 comes out rising from one side to the other by w = sqrt(area * ratio) in [0.61, 1]."""
+    g = make(image_size=32)
+    s = g.sample("train", np.random.default_rng(0))
+    z = {k: torch.as_tensor(v[:16]) for k, v in s["z"].items()}
+    a = g.weak_views(z, torch.Generator().manual_seed(3))
+    assert all(torch.equal(x, y) for x, y in zip(a, g.weak_views(z, torch.Generator().manual_seed(3))))
+    assert not torch.equal(a[0], torch.as_tensor(s["x"][0][:16]))
+    std, mean = torch.tensor([0.229, 0.224, 0.225])[:, None, None], torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    img = a[0] * std + mean - 127 / 255  # (B, 3, S, S) minus the background
+    colour = torch.tensor(list(COLOURS.values()))[z["colour1"]][:, :, None, None] - 127 / 255
+    alpha = (img * colour).sum(1, keepdim=True) / (colour ** 2).sum(1, keepdim=True)
+    assert (img - alpha * colour).abs().max() < 0.01
+    ramp = torch.linspace(0, 1, 64).expand(256, 3, 64, 64).contiguous()
+    slope = Augment.weak()(ramp, torch.Generator().manual_seed(0))[..., 32:48].diff(dim=-1).mean((1, 2, 3)) * 63
+    assert slope.min() >= math.sqrt(0.5 * 3 / 4) - 1e-4 and slope.max() <= 1 + 1e-4  # > 0: no flip
+    assert slope.min() < 0.7  # some crops do magnify
+
+
 def _batch(b=6, c=3, s=20, seed=0):
     return torch.rand(b, c, s, s, generator=torch.Generator().manual_seed(seed))
 
@@ -241,7 +420,6 @@ def test_image_tokenizer_shapes(size, n_tokens):
     tok = make_tokenizer((3, size, size), 16, n_tokens, 8)
     assert isinstance(tok, ImageTokenizer)
     assert tok(torch.zeros(2, 3, size, size)).shape == (2, n_tokens, 8)
-    assert isinstance(make_tokenizer((5,), 16, 4, 8), VectorTokenizer)
 
 
 def test_alexnet_widths_and_feature_maps_at_224():
@@ -258,8 +436,9 @@ def test_alexnet_widths_and_feature_maps_at_224():
 def test_damaged_cache_is_rendered_again_identically(one_thread):
     g = make(seed=11)
     original = g.images.copy()
-    path = g.cache_path
+    path = bank_path(g.cache_key)
     assert path.is_file() and path.parent == cache_root()
+    assert bank_path({**g.cache_key, "seed": 0}) != path
     data = bytearray(path.read_bytes())
     for k in range(len(data) // 3, len(data) // 3 + 64):
         data[k] ^= 0xFF

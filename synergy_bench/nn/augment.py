@@ -167,3 +167,10 @@ class Augment:
         if self.blur_p > 0:
             x = gaussian_blur(x, gen, self.blur_sigma, self.blur_p)
         return x
+
+    @classmethod
+    def weak(cls) -> "Augment":
+        """CLIP's weak view of the CoMM Trifeature code (Cross, and Cross+Self's un-augmented
+        images): a random resized crop of area scale [0.5, 1] and aspect ratio [3/4, 4/3] only,
+        with no flip, colour or blur."""
+        return cls(crop_scale=(0.5, 1.0), flip_p=0.0, jitter_p=0.0, gray_p=0.0, blur_p=0.0)
