@@ -42,10 +42,15 @@ i.e. :math:`Q(x_1, y) = P(x_1, y)` and :math:`Q(x_2, y) = P(x_2, y)` on the batc
     \log \frac{q(b \mid a,y)}{\sum_{y'} p(y' \mid x_1^a)\, q(b \mid a,y')},
 
 the second term being :math:`I_Q(X_2;Y \mid X_1)`, which the embeddings are trained to minimise
-(batches of 256, Adam with learning rate 1e-3, as in the paper). A seeded fraction of the samples
-is held out: the classifiers stop early on its cross-entropy, the alignment keeps the epoch with
-the least held-out :math:`I_Q(X_2;Y \mid X_1)`, and the atoms use the formulas above on it (the
-:math:`I_Q` term averaged over held-out batches), clipped at 0 and converted to bits.
+(batches of 256, Adam with learning rate 1e-3, as in the paper). The samples are split at
+random into three parts: the networks train on the *fit* part (whose mean and standard
+deviation standardise every feature); the *selection* part chooses
+(the classifiers stop early on its cross-entropy, the alignment keeps the epoch with the least
+:math:`I_Q(X_2;Y \mid X_1)` on it); the *evaluation* part, seen by no choice, gives the atoms
+with the formulas above (the :math:`I_Q` term averaged over its batches), clipped at 0 and
+converted to bits. The published code trains for fixed epochs (40 for the classifiers, 10 for
+the alignment) and reads the atoms on a test set; early stopping and epoch choice on a separate
+selection split are our options.
 """
 from __future__ import annotations
 
@@ -58,6 +63,7 @@ import torch
 from torch import nn
 
 from synergy_bench.nn import mlp, seeded_init
+from synergy_bench.probe import train_classifier
 
 from .broja import PID, broja
 
@@ -111,7 +117,8 @@ def estimate(x1, x2, y, method: str = "cluster", *, seed: int = 0, **options) ->
         For 'cluster': ``clusters`` (20), ``pca`` (5; None keeps all features), ``n_init`` (10).
         For 'batch': ``hidden`` (32), ``layers`` (4), ``embed`` (10), ``batch_size`` (256),
         ``lr`` (1e-3), ``max_epochs`` (200), ``patience`` (10), ``align_epochs`` (10),
-        ``holdout`` (0.2), ``sinkhorn_iters`` (100), ``device`` ('cpu').
+        ``holdout`` (0.2: fraction of the samples in the selection split), ``evaluation``
+        (0.2: fraction in the evaluation split), ``sinkhorn_iters`` (100), ``device`` ('cpu').
 
     Returns
     -------
@@ -297,53 +304,24 @@ def _batches(n: int, size: int, gen: torch.Generator | None) -> list[torch.Tenso
     return list(order.tensor_split(max(1, math.ceil(n / size))))
 
 
-def _train_classifier(net: nn.Module, xs: list[torch.Tensor], y: torch.Tensor, held: torch.Tensor,
-                      fit: torch.Tensor, gen: torch.Generator, *, batch_size: int, lr: float,
-                      max_epochs: int, patience: int, min_delta: float = 1e-3) -> tuple[nn.Module, int]:
-    """Cross-entropy training, stopped once ``patience`` epochs pass without the held-out loss
-    falling ``min_delta`` nats below its best; returns the best state and its epoch."""
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    x = torch.cat(xs, 1)                                                   # (N, D)
-    best, best_state, best_epoch = math.inf, copy.deepcopy(net.state_dict()), 0
-    for epoch in range(1, max_epochs + 1):
-        net.train()
-        for idx in _batches(len(fit), batch_size, gen):
-            idx = fit[idx.to(fit.device)]
-            loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            held_loss = float(nn.functional.cross_entropy(net(x[held]), y[held]))
-        if held_loss < best - min_delta:
-            best, best_state, best_epoch = held_loss, copy.deepcopy(net.state_dict()), epoch
-        elif epoch - best_epoch >= patience:
-            break
-    net.load_state_dict(best_state)
-    return net.eval(), best_epoch
-
-
-def _held_out_iq(align: _Alignment, x1, x2, p1, p2, held: torch.Tensor, batch_size: int,
-                 iters: int) -> float:
-    """I_Q(X2;Y|X1) in nats, averaged over held-out batches weighted by their size."""
+def _split_iq(align: _Alignment, x1, x2, p1, p2, split: torch.Tensor, batch_size: int,
+              iters: int) -> float:
+    """I_Q(X2;Y|X1) in nats on the samples of ``split``, averaged over its batches weighted by size."""
     total = 0.0
     with torch.no_grad():
-        for idx in _batches(len(held), batch_size, None):
-            b = held[idx.to(held.device)]
+        for idx in _batches(len(split), batch_size, None):
+            b = split[idx.to(split.device)]
             total += len(b) * float(conditional_information_q(align(x1[b], x2[b]), p1[b], p2[b], iters))
-    return total / len(held)
+    return total / len(split)
 
 
 def _train_alignment(align: _Alignment, x1, x2, p1, p2, held: torch.Tensor, fit: torch.Tensor,
                      gen: torch.Generator, *, batch_size: int, lr: float, epochs: int,
-                     iters: int) -> tuple[float, int]:
-    """Minimise I_Q(X2;Y|X1) over the embeddings; keep the epoch with the least held-out value.
-
-    Returns that value (nats) and its epoch (0: the initial embeddings).
-    """
+                     iters: int) -> int:
+    """Minimise I_Q(X2;Y|X1) over the embeddings on the ``fit`` batches; keep the epoch with the
+    least value on the ``held`` samples and return it (0: the initial embeddings)."""
     opt = torch.optim.Adam(align.parameters(), lr=lr)
-    best, best_state, best_epoch = _held_out_iq(align, x1, x2, p1, p2, held, batch_size, iters), None, 0
+    best, best_state, best_epoch = _split_iq(align, x1, x2, p1, p2, held, batch_size, iters), None, 0
     for epoch in range(1, epochs + 1):
         for idx in _batches(len(fit), batch_size, gen):
             b = fit[idx.to(fit.device)]
@@ -351,48 +329,63 @@ def _train_alignment(align: _Alignment, x1, x2, p1, p2, held: torch.Tensor, fit:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        value = _held_out_iq(align, x1, x2, p1, p2, held, batch_size, iters)
+        value = _split_iq(align, x1, x2, p1, p2, held, batch_size, iters)
         if value < best:
             best, best_state, best_epoch = value, copy.deepcopy(align.state_dict()), epoch
     if best_state is not None:
         align.load_state_dict(best_state)
-    return best, best_epoch
+    return best_epoch
 
 
-def _standardised(x: np.ndarray, device: str) -> torch.Tensor:
-    return torch.as_tensor((x - x.mean(0)) / (x.std(0) + 1e-8), dtype=torch.float32, device=device)
+def _standardised(x: np.ndarray, fit: torch.Tensor, device: str) -> torch.Tensor:
+    """x standardised with the mean and std of its ``fit`` rows."""
+    ref = x[fit.numpy()]
+    return torch.as_tensor((x - ref.mean(0)) / (ref.std(0) + 1e-8), dtype=torch.float32, device=device)
+
+
+def batch_splits(n: int, seed: int, holdout: float = 0.2, evaluation: float = 0.2) -> tuple[torch.Tensor, ...]:
+    """Indices of the fit, selection and evaluation splits of n samples (seeded, disjoint).
+
+    The selection split holds round(n holdout) samples, the evaluation split round(n evaluation),
+    the fit split the rest; each needs at least 2.
+    """
+    n_select, n_eval = round(n * holdout), round(n * evaluation)
+    if not (0 < holdout < 1 and 0 < evaluation < 1) or min(n_select, n_eval, n - n_select - n_eval) < 2:
+        raise ValueError(f"holdout = {holdout} and evaluation = {evaluation} must leave at least 2 of "
+                         f"the {n} samples in each of the fit, selection and evaluation splits")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_child_seed(seed, 2)))
+    return perm[n_select + n_eval:], perm[:n_select], perm[n_select:n_select + n_eval]
 
 
 def _batch(x1, x2, y, seed, *, hidden: int = 32, layers: int = 4, embed: int = 10,
            batch_size: int = 256, lr: float = 1e-3, max_epochs: int = 200, patience: int = 10,
-           align_epochs: int = 10, holdout: float = 0.2, sinkhorn_iters: int = 100,
-           device: str = "cpu") -> Estimate:
+           align_epochs: int = 10, holdout: float = 0.2, evaluation: float = 0.2,
+           sinkhorn_iters: int = 100, device: str = "cpu") -> Estimate:
     n, n_labels = len(y), int(y.max()) + 1
-    n_held = round(n * holdout)
-    if not 0 < holdout < 1 or n_held < 2 or n - n_held < 2:
-        raise ValueError(f"holdout = {holdout} must leave at least 2 of the {n} samples on each side")
+    splits = batch_splits(n, seed, holdout, evaluation)
+    x1, x2 = _standardised(x1, splits[0], device), _standardised(x2, splits[0], device)  # (N, D1), (N, D2)
+    fit, select, evaluate = (idx.to(device) for idx in splits)
     gen = torch.Generator().manual_seed(seed)
-    x1, x2 = _standardised(x1, device), _standardised(x2, device)             # (N, D1), (N, D2)
     y_t = torch.as_tensor(y, device=device)                                   # (N,)
-    perm = torch.randperm(n, generator=gen).to(device)
-    held, fit = perm[:n_held], perm[n_held:]
     p_y = torch.as_tensor(np.bincount(y, minlength=n_labels) / n, dtype=torch.float32, device=device)
     train = dict(batch_size=batch_size, lr=lr, max_epochs=max_epochs, patience=patience)
 
     probs, epochs = {}, {}                                                    # p(y | .) (N, C)
     for name, xs in (("x1", [x1]), ("x2", [x2]), ("x12", [x1, x2])):
-        net = seeded_init(mlp([sum(x.shape[1] for x in xs), *[hidden] * layers, n_labels]), gen).to(device)
-        net, epochs[name] = _train_classifier(net, xs, y_t, held, fit, gen, **train)
+        x = torch.cat(xs, 1)
+        net = seeded_init(mlp([x.shape[1], *[hidden] * layers, n_labels]), gen).to(device)
+        net, epochs[name] = train_classifier(net, x, y_t, fit, select, gen, **train)
         with torch.no_grad():
-            probs[name] = net(torch.cat(xs, 1)).softmax(-1).clamp_min(1e-8)
+            probs[name] = net(x).softmax(-1).clamp_min(1e-8)
     if n_labels == 1:
         return Estimate(PID(0.0, 0.0, 0.0, 0.0), "batch", n, seed, epochs={**epochs, "align": 0})
 
     align = seeded_init(_Alignment(x1.shape[1], x2.shape[1], n_labels, hidden, layers, embed), gen).to(device)
-    iq_cond, epochs["align"] = _train_alignment(align, x1, x2, probs["x1"], probs["x2"], held, fit, gen,
-                                                batch_size=batch_size, lr=lr, epochs=align_epochs,
-                                                iters=sinkhorn_iters)
-    i1, i2, i12 = (_plugin_information(probs[k][held], p_y) for k in ("x1", "x2", "x12"))
+    epochs["align"] = _train_alignment(align, x1, x2, probs["x1"], probs["x2"], select, fit, gen,
+                                       batch_size=batch_size, lr=lr, epochs=align_epochs,
+                                       iters=sinkhorn_iters)
+    iq_cond = _split_iq(align, x1, x2, probs["x1"], probs["x2"], evaluate, batch_size, sinkhorn_iters)
+    i1, i2, i12 = (_plugin_information(probs[k][evaluate], p_y) for k in ("x1", "x2", "x12"))
     i_q = i1 + iq_cond
     atoms = (i1 + i2 - i_q, i_q - i2, i_q - i1, i12 - i_q)
     return Estimate(PID(*(max(v, 0.0) / _LN2 for v in atoms)), "batch", n, seed, epochs=epochs)
