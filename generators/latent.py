@@ -13,9 +13,18 @@ continuous nuisance c_i ~ N(0, I):
     h_i = tanh(W1_i [E_r[r]; E_ui[u_i]; E_si[s_i]; a c_i] + b1_i)
     x_i = W2_i h_i + sigma eps,   eps ~ N(0, I)
 
-with fixed symbol embeddings E ~ N(0, I). A *view* redraws c_i and eps for the same factors:
-the augmentation the contrastive methods train on. Every factor is in the views, so
-view-invariance alone does not favour any kind of information.
+with fixed symbol embeddings E: k equidistant rows of norm sqrt(symbol_dim) per factor (a random
+rotation of scaled basis vectors, as in the bitwise generator; Gaussian rows N(0, I) where
+k > symbol_dim), so no two symbols of a factor land close together by chance. A *view* redraws
+c_i and eps for the same factors: the augmentation the contrastive methods train on. Every
+factor is in the views, so view-invariance alone does not favour any kind of information.
+
+**Readable factors.** The exact atoms below describe the factors; the methods see x_i. The
+defaults (dim 64, hidden 128, noise 0.1, nuisance scale 2) are chosen so that the observations
+carry the factors: a large-sample classifier (:func:`synergy_bench.readability.readability`,
+an MLP of 256 x 256 trained on 30,000 samples) reads every factor from its modality at >= 99.5 %
+balanced accuracy for k = 2 .. 8, while the nuisance still outweighs each factor inside the
+tanh map (pre-activation variance a^2 n_nuisance = 32 against symbol_dim = 8 per factor).
 
 **Consistency synergy** (``synergy=consistency``): the synergy experiment of CoMM (Dufumier,
 Castillo-Navarro, Tuia and Thiran, 2025) on bimodal Trifeature images (Hermann and Lampinen,
@@ -80,6 +89,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from generators.bitwise import symbol_embeddings
 from synergy_bench.data import Fixed, Generator, RandomMap, joint_table
 from synergy_bench.pid import PID, broja
 from synergy_bench.registry import UserError, param, register_generator
@@ -100,14 +110,14 @@ class Latent(Generator):
     @dataclass
     class Params:
         k: int = param(2, "symbols per discrete factor (log2 k bits in each atom)", ge=2, le=64)
-        dim: int = param(32, "features per modality", ge=1)
+        dim: int = param(64, "features per modality", ge=1)
         n_train: int = param(4000, "training samples", ge=2)
         n_test: int = param(2000, "test samples", ge=2)
-        noise: float = param(0.3, "std of the Gaussian noise added to every feature", ge=0)
+        noise: float = param(0.1, "std of the Gaussian noise added to every feature", ge=0)
         n_nuisance: int = param(8, "continuous nuisance factors per modality", ge=0)
         nuisance_scale: float = param(2.0, "scale a of the nuisance inside the random map", ge=0)
         symbol_dim: int = param(8, "width of each factor's fixed symbol embedding", ge=1)
-        hidden: int = param(64, "hidden width of the fixed random tanh map", ge=1)
+        hidden: int = param(128, "hidden width of the fixed random tanh map", ge=1)
         n_modalities: int = param(2, "modalities n; modality i sees r, u_i and s_i", ge=2, le=8)
         synergy: str = param("xor", "task S: xor = sum of the s_i mod k; consistency = "
                              "1[s_n = pi(s_1+..+s_n-1 mod k)], consistent training tuples only",
@@ -141,7 +151,7 @@ class Latent(Generator):
         self.factors = tuple(("r", f"u{i}", f"s{i}") for i in range(1, n + 1))
         names = ["r"] + [f"u{i}" for i in range(1, n + 1)] + [f"s{i}" for i in range(1, n + 1)]
         self._names = tuple(names)
-        self._emb = Fixed({f: rng.standard_normal((p.k, p.symbol_dim)) for f in names})
+        self._emb = Fixed({f: symbol_embeddings(p.k, p.symbol_dim, rng) for f in names})
         self._maps = [RandomMap(3 * p.symbol_dim, p.n_nuisance, p.hidden, p.dim, rng) for _ in self.factors]
         self.pi = rng.permutation(p.k)  # the consistent pairing of synergy=consistency
 
