@@ -33,7 +33,9 @@ the one of the chosen C) and q_0(y) the label prior, the Krichevsky-Trofimov est
    error costs at most log2(1 / (epsilon q_0(y))) bits instead of an unbounded amount; it costs
    at most -log2(1 - epsilon) ~ 1.44 / n_hold bits where the probe is always right.
 2. *Prior or probe*: q_0 and q_T compete on ``hold``; the one with the lower hold-out
-   cross-entropy wins.
+   cross-entropy wins. Since T is fitted on ``hold``, q_T's cross-entropy there is cross-fitted
+   for this choice (T fitted on one half of ``hold`` and scored on the other, both ways), so the
+   prior and the probe are compared out of sample.
 3. On the N test pairs (x_n, y_n), with :math:`\hat p` the test label frequencies,
 
    .. math::
@@ -161,7 +163,7 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
 
     if len(np.unique(train_y[fit])) < 2:  # nothing to learn: predict the most frequent class
         pred = np.full(len(test_y), np.argmax(np.bincount(train_y, minlength=n_classes)))
-        bits_prior = h_test + _mean_log2(log_prior[None].repeat(len(test_y), 0), test_y)
+        bits_prior = h_test + _mean_log2(log_prior[None], test_y)
         return {"balanced_accuracy": float(balanced_accuracy_score(test_y, pred)), "bits": 0.0,
                 "pred": pred, "bits_se": 0.0, "bits_calibrated": bits_prior,
                 "bits_uncalibrated": bits_prior, "prior_won": True, "temperature": None,
@@ -173,7 +175,8 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
     floor = 1.0 / (n_hold + 2)
     temperature = _temperature(z_hold, train_y[hold], floor, log_prior)
     log_q = _calibrated(z_test, temperature, floor, log_prior)                   # (N, C)
-    prior_won = _cross_entropy(log_prior[None], train_y[hold]) <= _cross_fitted(z_hold, train_y[hold], floor, log_prior)
+    prior_won = (_cross_entropy(log_prior[None], train_y[hold])
+                 <= _cross_fitted(z_hold, train_y[hold], floor, log_prior))
     p_test = np.bincount(test_y, minlength=n_classes) / len(test_y)
     v = (log_q[np.arange(len(test_y)), test_y] - np.log(p_test[test_y])) / _LOG2  # (N,)
     proba = np.clip(np.exp(log_softmax(z_acc, axis=1)), 1e-12, None)             # the former bits
@@ -225,10 +228,10 @@ def _temperature(logits: np.ndarray, y: np.ndarray, floor: float, log_prior: np.
 def _cross_fitted(logits: np.ndarray, y: np.ndarray, floor: float, log_prior: np.ndarray) -> float:
     """Out-of-sample cross-entropy (nats) of the calibrated q on (logits, y): T fitted on one
     half and scored on the other, both ways (in-sample for fewer than 2 samples)."""
-    if len(y) < 2:
-        return _cross_entropy(_calibrated(logits, _temperature(logits, y, floor, log_prior), floor, log_prior), y)
+    halves = (slice(0, None, 2), slice(1, None, 2))
+    pairs = zip(halves, halves[::-1]) if len(y) >= 2 else [(slice(None), slice(None))]
     total = 0.0
-    for a, b in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+    for a, b in pairs:
         t = _temperature(logits[a], y[a], floor, log_prior)
         total += len(y[b]) * _cross_entropy(_calibrated(logits[b], t, floor, log_prior), y[b])
     return total / len(y)

@@ -77,8 +77,8 @@ def readability(generator: Generator, n: int = 30000, n_test: int = 10000, seed:
     return out
 
 
-def _draw(generator: Generator, n: int, rng: np.random.Generator) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
-    """n test-split samples, flattened features per modality and the factors."""
+def _draw(generator: Generator, n: int, rng: np.random.Generator) -> tuple[list, dict]:
+    """n test-split samples: flattened features per modality (N, D_i) and the factors (N,)."""
     xs: list[list[np.ndarray]] = []
     zs: dict[str, list[np.ndarray]] = {}
     drawn = 0

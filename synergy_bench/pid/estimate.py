@@ -343,7 +343,8 @@ def _standardised(x: np.ndarray, fit: torch.Tensor, device: str) -> torch.Tensor
     return torch.as_tensor((x - ref.mean(0)) / (ref.std(0) + 1e-8), dtype=torch.float32, device=device)
 
 
-def batch_splits(n: int, seed: int, holdout: float = 0.2, evaluation: float = 0.2) -> tuple[torch.Tensor, ...]:
+def batch_splits(n: int, seed: int, holdout: float = 0.2,
+                 evaluation: float = 0.2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Indices of the fit, selection and evaluation splits of n samples (seeded, disjoint).
 
     The selection split holds round(n holdout) samples, the evaluation split round(n evaluation),
