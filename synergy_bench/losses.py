@@ -73,16 +73,19 @@ def comm_terms(z: torch.Tensor, temperature: float) -> torch.Tensor:
     return (lse_a + lse_b - 2 * pos).mean(-1).sum(-1) / 4  # (V,): 1/2 sum_s of 1/2 (a + b anchors)
 
 
-def clip_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+def clip_loss(a: torch.Tensor, b: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE between two modalities (Radford et al., 2021).
 
     The rows of ``a`` and ``b`` (N, E) are L2-normalised here; sample i of ``a`` must pick sample i
     of ``b`` among the N rows of ``b`` and vice versa (negatives come from the other modality only):
 
-        L = 1/2 [ CE(a b^T / tau, I) + CE(b a^T / tau, I) ]
+        L = 1/2 [ CE(s a b^T, I) + CE(s b a^T, I) ]
+
+    with the logit scale s = ``scale``: CLIP's learnt exp(w) (a 0-d tensor, gradients flow into
+    it) or a fixed 1 / tau.
     """
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    logits = a @ b.T / temperature  # (N, N)
+    logits = scale * (a @ b.T)  # (N, N)
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 

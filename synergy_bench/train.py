@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from synergy_bench.data import Generator
-from synergy_bench.methods.base import Method
+from synergy_bench.methods.base import VIEW_KINDS, Method
+from synergy_bench.nn import decay_groups
 from synergy_bench.registry import UserError
 
 
@@ -28,14 +29,52 @@ def autocast(device: torch.device, amp: bool) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
 
 
+def draw_views(method: Method, generator: Generator, zb: dict[str, torch.Tensor],
+               x: list[torch.Tensor], idx: torch.Tensor, gen: torch.Generator) -> tuple[tuple, dict]:
+    """The positional view sets and keyword arguments of ``method.loss`` for one batch, as
+    :attr:`Method.views <synergy_bench.methods.base.Method.views>` asks for them.
+
+    ``strong``: two ``generator.views``; ``weak``: one ``generator.weak_views`` (views2 None);
+    ``strong+weak``: two views and ``weak=`` one weak view; ``plain+strong``: the batch's own
+    samples (rows ``idx`` of the training inputs ``x``, a list over modalities) and one view.
+    A generator without ``weak_views`` gives its ``views`` as weak views.
+    """
+    kind = method.views
+    weak = getattr(generator, "weak_views", generator.views)
+    if kind == "strong":
+        return (generator.views(zb, gen), generator.views(zb, gen)), {}
+    if kind == "weak":
+        return (weak(zb, gen), None), {}
+    if kind == "strong+weak":
+        return (generator.views(zb, gen), generator.views(zb, gen)), {"weak": weak(zb, gen)}
+    if kind == "plain+strong":
+        return ([m[idx] for m in x], generator.views(zb, gen)), {}
+    raise ValueError(f"method {method.name} asks for views {kind!r}; expected one of {VIEW_KINDS}")
+
+
+def make_optimizer(method: Method, params: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimiser of ``method.optimizer_settings(params)``: AdamW (decoupled decay) or Adam (L2).
+
+    Weight decay acts on weights only, not on biases, normalisation parameters or scalars
+    (:func:`~synergy_bench.nn.decay_groups`, the rule of the public CoMM and InfMasking code),
+    unless ``params["decay"]`` is ``all``.
+    """
+    settings = method.optimizer_settings(params)
+    opt_cls = torch.optim.AdamW if settings["optimizer"] == "adamw" else torch.optim.Adam
+    wd = settings["weight_decay"]
+    groups = decay_groups(method, wd) if settings.get("decay", "weights") == "weights" else method.parameters()
+    return opt_cls(groups, lr=settings["lr"], weight_decay=wd)
+
+
 def fit(method: Method, generator: Generator, train: dict[str, Any], params: dict[str, Any],
         seed: int) -> list[float]:
-    """Fit ``method`` on fresh pairs of views of the training latents.
+    """Fit ``method`` on fresh views of the training latents.
 
-    Each step draws a batch, renders two independent views of it with ``generator.views`` (same
-    latents, new nuisance: the augmentation) and steps the optimiser on ``method.loss`` (under
-    bf16 autocast when ``params["amp"]``; CUDA only). Everything stays on the method's device: the
-    only host synchronisation is the epoch's mean loss.
+    Each step draws a batch, renders the views ``method.views`` asks for (:func:`draw_views`;
+    by default two independent ``generator.views`` of the batch: same latents, new nuisance, the
+    augmentation), steps the optimiser (:func:`make_optimizer`) on ``method.loss`` (under bf16
+    autocast when ``params["amp"]``; CUDA only) and calls ``method.after_step()``. Everything
+    stays on the method's device: the only host synchronisation is the epoch's mean loss.
 
     Parameters
     ----------
@@ -58,9 +97,8 @@ def fit(method: Method, generator: Generator, train: dict[str, Any], params: dic
     device = method.device
     amp = autocast(device, params["amp"])
     gen = torch.Generator(device=device).manual_seed(seed)
-    opt_cls = torch.optim.AdamW if params["optimizer"] == "adamw" else torch.optim.Adam
-    opt = opt_cls(method.parameters(), lr=params["lr"], weight_decay=params["weight_decay"])
-    z, y = train["z"], train["y"]
+    opt = make_optimizer(method, params)
+    z, x, y = train["z"], train["x"], train["y"]
     n = next(iter(z.values())).shape[0]
     bs = min(params["batch_size"], n)
     epochs = params["epochs"]
@@ -74,12 +112,13 @@ def fit(method: Method, generator: Generator, train: dict[str, Any], params: dic
         for step in range(steps):
             idx = order[step * bs:(step + 1) * bs]
             zb = {f: v[idx] for f, v in z.items()}
-            v1, v2 = generator.views(zb, gen), generator.views(zb, gen)
+            views, extra = draw_views(method, generator, zb, x, idx, gen)
             with amp:
-                loss = method.loss(v1, v2, epoch, epochs, {t: v[idx] for t, v in y.items()})
+                loss = method.loss(*views, epoch, epochs, {t: v[idx] for t, v in y.items()}, **extra)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            method.after_step()
             total += loss.detach()
         mean = float(total) / steps  # one host sync per epoch
         if not math.isfinite(mean):

@@ -48,8 +48,8 @@ def fusion_cases(f: FusionTransformer, b: int = 5):
     """(tokens, pad, mask) cases: CoMM's views, masked views, both in one call, overlapping pad
     and mask, no hiding, one unbatched view, tokens broadcast along a sample dimension."""
     g = torch.Generator().manual_seed(2)
-    n = f.n_modalities * f.n_tokens
-    d = f.pos_tokens.shape[1]
+    n = sum(f.token_counts)
+    d = f.cls_token.shape[1]
     tokens = torch.randn(2, b, n, d, generator=g, dtype=torch.float64)
     drop = f.modality_views()  # (n+1, N)
     masks = torch.rand(4, 2, b, n, generator=g) < 0.5  # (T, 2, B, N)
@@ -62,9 +62,12 @@ def fusion_cases(f: FusionTransformer, b: int = 5):
             "broadcast": (tokens[:, :1], None, masks)}
 
 
-@pytest.mark.parametrize("n_modalities, heads", [(2, 1), (2, 4), (3, 2), (3, 8)])
-def test_one_layer_path_equals_the_general_path(n_modalities, heads):
-    f = jittered(FusionTransformer(n_modalities, 3, 16, heads, n_layers=1), seed=n_modalities + heads)
+@pytest.mark.parametrize("counts, heads, activation, learned", [
+    ([3, 3], 1, "quick_gelu", False), ([3, 5], 4, "gelu", True), ([3, 3, 3], 2, "quick_gelu", True),
+    ([2, 4, 3], 8, "gelu", False)])
+def test_one_layer_path_equals_the_general_path(counts, heads, activation, learned):
+    f = jittered(FusionTransformer(len(counts), counts, 16, heads, n_layers=1, activation=activation,
+                                   learned_positions=learned), seed=len(counts) + heads)
     for case, args in fusion_cases(f).items():
         fast, fast_grads = output_and_grads(f.forward_one_layer, f, *args)
         ref, ref_grads = output_and_grads(f.forward_layers, f, *args)
@@ -76,7 +79,7 @@ def test_one_layer_path_equals_the_general_path(n_modalities, heads):
 def test_one_layer_path_with_large_logits():
     """Attention logits in the hundreds (exp over- or underflows unless each view's softmax is
     shifted by its own largest logit): still the general path's numbers."""
-    f = jittered(FusionTransformer(2, 3, 16, 4, n_layers=1), seed=7)
+    f = jittered(FusionTransformer(2, 3, 16, 4, n_layers=1, learned_positions=True), seed=7)
     with torch.no_grad():
         f.layers[0].self_attn.in_proj_weight[:16] *= 300.0  # W_q
     tokens, pad, mask = fusion_cases(f)["overlap"]
@@ -89,7 +92,7 @@ def test_one_layer_path_with_large_logits():
 
 def test_one_layer_path_in_float32():
     """Float32 against the float64 general path: errors of float32 round-off (1e-5 of the scale)."""
-    f = jittered(FusionTransformer(2, 4, 64, 8, n_layers=1), seed=3)
+    f = jittered(FusionTransformer(2, 4, 64, 8, n_layers=1, learned_positions=True), seed=3)
     f32 = copy.deepcopy(f).float()
     tokens, pad, mask = fusion_cases(f, b=32)["both"]
     fast, fast_grads = output_and_grads(f32.forward_one_layer, f32, tokens.float(), pad, mask)
@@ -102,7 +105,8 @@ def test_one_layer_path_in_float32():
 
 
 def test_one_layer_equals_a_standard_pre_norm_encoder_layer():
-    f = jittered(FusionTransformer(2, 3, 16, n_heads=4, n_layers=1), seed=4)
+    f = jittered(FusionTransformer(2, 3, 16, n_heads=4, n_layers=1, activation="gelu",
+                                   learned_positions=True), seed=4)
     ref = nn.TransformerEncoderLayer(16, 4, 64, dropout=0.0, activation="gelu", batch_first=True,
                                      norm_first=True).double()
     ref.load_state_dict(f.layers[0].state_dict())
@@ -112,6 +116,42 @@ def test_one_layer_equals_a_standard_pre_norm_encoder_layer():
     with torch.no_grad():
         out = ref(x.flatten(0, 2), src_key_padding_mask=full_pad.flatten(0, 2))[:, 0]  # (4 * 2 * B, d)
         torch.testing.assert_close(f(tokens, pad=pad), f.norm(out).view(4, 2, 5, 16))
+
+
+def test_quick_gelu_block_is_the_published_feed_forward():
+    """QuickGELU x sigmoid(1.702 x) in the feed-forward half: x + W2 act(W1 LN2(x))."""
+    f = jittered(FusionTransformer(2, 3, 16, n_heads=4), seed=8)
+    layer = f.layers[0]
+    x = torch.randn(5, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    h = layer.linear1(layer.norm2(x))
+    torch.testing.assert_close(layer.feed_forward(x), x + layer.linear2(h * torch.sigmoid(1.702 * h)))
+
+
+def test_modality_views_with_unequal_token_counts():
+    f = FusionTransformer(3, [2, 3, 1], 16)
+    expected = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 1, 0],
+                             [0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert torch.equal(f.modality_views(), expected)
+    assert f.pos_tokens is None
+    assert FusionTransformer(3, [2, 3, 1], 16, learned_positions=True).pos_tokens.shape == (6, 16)
+
+
+def test_published_initialisation():
+    """CLIP's scheme under seeded_init: W_qkv ~ N(0, 1/d), W_out and W_2 ~ N(0, 1/(2 d L)),
+    W_1 ~ N(0, 1/(2 d)), CLS ~ N(0, 1); the generic rule without it."""
+    d, n_layers = 256, 2
+    f = seeded_init(FusionTransformer(2, 3, d, n_layers=n_layers), torch.Generator().manual_seed(0))
+    for layer in f.layers:
+        for w, std in [(layer.self_attn.in_proj_weight, d ** -0.5), (layer.linear1.weight, (2 * d) ** -0.5),
+                       (layer.self_attn.out_proj.weight, (2 * d * n_layers) ** -0.5),
+                       (layer.linear2.weight, (2 * d * n_layers) ** -0.5)]:
+            w = w.detach()
+            assert float(w.std()) == pytest.approx(std, rel=0.03) and abs(float(w.mean())) < 0.1 * std
+    assert float(f.cls_token.detach().std()) == pytest.approx(1.0, rel=0.2)
+    g = seeded_init(FusionTransformer(2, 3, d, n_layers=n_layers, published_init=False),
+                    torch.Generator().manual_seed(0))
+    assert float(g.cls_token.detach().abs().max()) <= 0.04  # N(0, 0.02^2) truncated at two std
+    assert float(g.layers[0].linear1.weight.detach().abs().max()) <= d ** -0.5  # U(+-1/sqrt(fan_in))
 
 
 @pytest.mark.parametrize("momentum", [0.1, None])
@@ -149,10 +189,12 @@ def per_view_reference(method: nn.Module) -> nn.Module:
 @pytest.mark.parametrize("name, shapes, over", [
     ("comm", [(12,), (10,)], {}), ("infmasking", [(12,), (10,)], {}),
     ("comm", [(12,), (10,), (7,)], {"n_heads": 2}), ("infmasking", [(12,), (10,), (7,)], {"n_heads": 4}),
+    ("infmasking", [(12,), (10,)], {"n_tokens": 4, "tokenizer": "mlp", "position": "learned",
+                                    "activation": "gelu", "init": "pytorch"}),
 ])
 def test_methods_equal_their_per_view_reference(name, shapes, over):
     cls = METHODS[name]
-    small = {"n_tokens": 4, "d_model": 16, "hidden": 32, "head_hidden": 32, "embed_dim": 16, **over}
+    small = {"d_model": 16, "hidden": 32, "head_hidden": 32, "embed_dim": 16, **over}
     models = [cls(make_params(cls, small, name), shapes, 0).double() for _ in range(2)]
     per_view_reference(models[1])
     g = torch.Generator().manual_seed(6)

@@ -30,13 +30,14 @@ def nt_xent_naive(a, b, tau):
     return total / n2
 
 
-def clip_naive(a, b, tau):
+def clip_naive(a, b, scale):
+    """CLIP's loss anchor by anchor: logits s a_i.b_k, negatives from the other modality only."""
     a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     n, total = len(a), 0.0
     for x, y in ((a, b), (b, a)):
         for i in range(n):
-            den = sum(math.exp(float(x[i] @ y[k]) / tau) for k in range(n))
-            total += -math.log(math.exp(float(x[i] @ y[i]) / tau) / den)
+            den = sum(math.exp(scale * float(x[i] @ y[k])) for k in range(n))
+            total += -math.log(math.exp(scale * float(x[i] @ y[i])) / den)
     return total / (2 * n)
 
 
@@ -97,17 +98,29 @@ def test_comm_terms_equal_separate_nt_xent_calls(v, b, e, tau):
                                                           + nt_xent_naive(z[0, 1], z[-1, 0], tau)), rel=1e-10)
 
 
-@pytest.mark.parametrize("n,e,tau", [(1, 3, 0.5), (6, 5, 0.1)])
-def test_clip_loss_matches_naive(n, e, tau):
+@pytest.mark.parametrize("n,e,scale", [(1, 3, 2.0), (6, 5, 10.0), (5, 4, 1 / 0.07)])
+def test_clip_loss_matches_naive(n, e, scale):
     a, b = _randn(n, e, seed=3), _randn(n, e, seed=4)
-    assert float(clip_loss(a, b, tau)) == pytest.approx(clip_naive(a, b, tau), rel=1e-10)
-    assert float(clip_loss(b, a, tau)) == pytest.approx(float(clip_loss(a, b, tau)), rel=1e-12)
+    assert float(clip_loss(a, b, scale)) == pytest.approx(clip_naive(a, b, scale), rel=1e-10)
+    assert float(clip_loss(b, a, scale)) == pytest.approx(float(clip_loss(a, b, scale)), rel=1e-12)
+
+
+def test_clip_loss_with_a_learnable_scale():
+    """A 0-d tensor s = exp(w): the value of the naive formula at s, and dL/dw by central differences."""
+    a, b = _randn(6, 5, seed=7), _randn(6, 5, seed=8)
+    w = torch.tensor(math.log(1 / 0.07), dtype=torch.float64, requires_grad=True)
+    loss = clip_loss(a, b, w.exp())
+    loss.backward()
+    s, h = 1 / 0.07, 1e-6
+    assert float(loss.detach()) == pytest.approx(clip_naive(a, b, s), rel=1e-10)
+    numeric = (clip_naive(a, b, math.exp(math.log(s) + h)) - clip_naive(a, b, math.exp(math.log(s) - h))) / (2 * h)
+    assert float(w.grad) == pytest.approx(numeric, rel=1e-5)
 
 
 def test_float32_losses_close_to_float64():
     a, b = _randn(16, 8, seed=5), _randn(16, 8, seed=6)
-    for fn in (nt_xent, clip_loss):
-        assert float(fn(a.float(), b.float(), 0.1)) == pytest.approx(float(fn(a, b, 0.1)), rel=1e-5)
+    for fn, arg in ((nt_xent, 0.1), (clip_loss, 10.0)):
+        assert float(fn(a.float(), b.float(), arg)) == pytest.approx(float(fn(a, b, arg)), rel=1e-5)
 
 
 @pytest.mark.parametrize("dtype,rel", [(torch.float64, 1e-10), (torch.float32, 1e-4)])

@@ -2,6 +2,8 @@
 CoMM's unimodal views and InfMasking's masking keep their promises."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,15 +12,17 @@ from synergy_bench.registry import METHODS, load_plugins, make_params
 load_plugins()
 NAMES = sorted(METHODS)
 SHAPES = [(12,), (10,)]
-TINY = dict(n_tokens=4, d_model=16, hidden=32, head_hidden=32, embed_dim=16)
+TINY = dict(n_tokens=0, d_model=16, hidden=32, head_hidden=32, embed_dim=16)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(name, seed=0, shapes=SHAPES, **over):
+    """A tiny ``name``: the TINY sizes the method has, then ``over``."""
     cls = METHODS[name]
-    return cls(make_params(cls, {**TINY, **over}, name), shapes, seed)
+    fields = {f.name for f in dataclasses.fields(cls.Params)}
+    return cls(make_params(cls, {**{k: v for k, v in TINY.items() if k in fields}, **over}, name), shapes, seed)
 
 
 def batch(seed, b=16, shapes=SHAPES):
@@ -65,7 +69,7 @@ def test_training_lowers_the_loss(name):
     v1, v2 = views()
     opt = torch.optim.Adam(m.parameters(), lr=1e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(100):  # MAE with one token per feature leaves its first plateau after ~60 steps
         loss = m.loss(v1, v2, 0, 1, labels())
         opt.zero_grad()
         loss.backward()
@@ -192,7 +196,7 @@ def test_fusion_equals_a_standard_pre_norm_encoder():
 
     from synergy_bench.nn.fusion import FusionTransformer
 
-    f = FusionTransformer(2, 3, 16, n_heads=4, n_layers=2)
+    f = FusionTransformer(2, 3, 16, n_heads=4, n_layers=2, activation="gelu", learned_positions=True)
     f.pos_tokens.data.normal_(generator=torch.Generator().manual_seed(1))
     ref = [nn.TransformerEncoderLayer(16, 4, 64, dropout=0.0, activation="gelu", batch_first=True,
                                       norm_first=True) for _ in f.layers]
@@ -287,11 +291,11 @@ def test_mae_without_masking_is_the_reconstruction_error():
         target = (x - x.mean(0)) / (x.std(0, unbiased=False) + 1e-6)
         naive.append(F.mse_loss(dec(m.fusion(m.tokens([torch.cat([a, b]) for a, b in zip(v1, v2)]))), target))
     torch.testing.assert_close(m.loss(v1, v2, 0, 10), torch.stack(naive).mean())
-    # masking 3 of 4 tokens per modality changes what the decoder sees
+    # masking 3 in 4 tokens of each modality changes what the decoder sees
     masked = build("mae", seed=2, mask_ratio=0.75)
     assert not torch.allclose(masked.loss(v1, v2, 0, 10), m.loss(v1, v2, 0, 10))
-    keep = (~masked.sample_masks(8, torch.device("cpu"))).unflatten(-1, (2, 4)).sum(-1)
-    assert (keep == 1).all()
+    keep = (~masked.sample_masks(8, torch.device("cpu"))).split(masked.token_counts, dim=-1)
+    assert [k.sum(-1).unique().tolist() for k in keep] == [[3], [2]]  # floor(12 / 4), floor(10 / 4)
 
 
 def test_mae_reconstruction_targets():

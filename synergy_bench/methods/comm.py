@@ -11,9 +11,13 @@ i dropped. The loss is the mean over the n + 1 terms i in {1..n, all} of
 so the fused space aligns each modality alone, and the full input, with the other augmentation of
 the full input. The representation is the fused CLS output of the full input (before the head).
 
-Choices taken from the public CoMM code (github Duplums/CoMM): the head is Linear-BN-ReLU-Linear-
-BN-ReLU-Linear and is applied to each view separately (batch-norm statistics per view and per
-augmentation); the fusion block is pre-norm with a final LayerNorm on the CLS output. Here all
+Choices taken from the public CoMM code (github Duplums/CoMM), the defaults here: the head is
+Linear-BN-ReLU-Linear-BN-ReLU-Linear and is applied to each view separately (batch-norm statistics
+per view and per augmentation); the fusion block is pre-norm with QuickGELU and a final LayerNorm
+on the CLS output, initialised as published; vector modalities are tokenized one token per
+feature and image modalities as AlexNet's feature-map cells with a fixed 2-D sin-cos position
+embedding (see :mod:`synergy_bench.nn`). This suite's earlier choices stay as options:
+``tokenizer: mlp``, ``position: learned``, ``activation: gelu``, ``init: pytorch``. Here all
 2 (n + 1) views go through the encoders and the fusion transformer in one batched call, the
 dropped modalities being removed by key padding (equal to running on the kept tokens alone).
 """
@@ -27,15 +31,30 @@ from torch import nn
 
 from synergy_bench.losses import comm_terms
 from synergy_bench.methods.base import EncoderParams, Method
-from synergy_bench.nn import make_tokenizer, mlp
-from synergy_bench.nn.fusion import FusionTransformer, head_per_view
+from synergy_bench.nn import VECTOR_TOKENIZERS, make_tokenizer, mlp, n_tokens_for
+from synergy_bench.nn.fusion import ACTIVATIONS, FusionTransformer, head_per_view
 from synergy_bench.registry import param, register_method
 
 
 @dataclass
 class FusionParams(EncoderParams):
-    """Encoder sizes plus the fusion transformer's shape."""
+    """Tokenizers and the fusion transformer's shape, on top of the shared encoder sizes."""
 
+    n_tokens: int = param(0, "tokens per modality (L); 0 = one per input feature for vectors under "
+                             "tokenizer features, 4 otherwise (images: a grid of AlexNet cells, 36 = "
+                             "its 6x6 map at 224 px)", ge=0)
+    d_model: int = param(64, "width of a token (the fusion transformer's width)", ge=8)
+    tokenizer: str = param("features", "vector modalities: features = one token per encoder output "
+                                        "feature, f_j W_j + b_j (published); mlp = L full-width tokens "
+                                        "from an MLP", choices=VECTOR_TOKENIZERS)
+    position: str = param("published", "position embedding: published = the tokenizers' own (sin-cos "
+                                        "for image cells, b_j for features); learned = one learnable "
+                                        "vector per modality and slot", choices=("published", "learned"))
+    activation: str = param("quick_gelu", "feed-forward activation of the fusion block (published: "
+                                          "quick_gelu)", choices=tuple(ACTIVATIONS))
+    init: str = param("published", "fusion block initialisation: published (CLIP's scheme, CLS ~ "
+                                   "N(0, 1)) or pytorch (Linear default, CLS ~ N(0, 0.02^2))",
+                      choices=("published", "pytorch"))
     n_heads: int = param(8, "attention heads of the fusion transformer (must divide d_model)", ge=1)
     n_layers: int = param(1, "layers of the fusion transformer", ge=1)
 
@@ -43,6 +62,10 @@ class FusionParams(EncoderParams):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model = {self.d_model} is not divisible by n_heads = "
                              f"{self.n_heads}; choose d_model as a multiple of n_heads")
+
+    def token_counts(self, shapes: list[tuple[int, ...]]) -> list[int]:
+        """Tokens of each modality (``n_tokens``, or its automatic value where 0)."""
+        return [n_tokens_for(s, self.n_tokens, self.tokenizer) for s in shapes]
 
 
 @register_method
@@ -55,10 +78,13 @@ class CoMM(Method):
     def __init__(self, params: FusionParams, shapes: list[tuple[int, ...]], seed: int):
         super().__init__(params, shapes, seed)
         p = params
+        self.token_counts = p.token_counts(self.shapes)
         self.tokenizers = nn.ModuleList(
-            make_tokenizer(s, p.hidden, p.n_tokens, p.d_model) for s in self.shapes)
-        self.fusion = FusionTransformer(len(self.shapes), p.n_tokens, p.d_model, p.n_heads,
-                                        p.n_layers)
+            make_tokenizer(s, p.hidden, n, p.d_model, p.tokenizer, p.position)
+            for s, n in zip(self.shapes, self.token_counts))
+        self.fusion = FusionTransformer(len(self.shapes), self.token_counts, p.d_model, p.n_heads,
+                                        p.n_layers, p.activation, learned_positions=p.position == "learned",
+                                        published_init=p.init == "published")
         self.head = mlp([p.d_model, p.head_hidden, p.head_hidden, p.embed_dim], norm=True)
         self.init_weights()
 

@@ -60,7 +60,8 @@ class InfMaskingParams(FusionParams):
 
     def __post_init__(self):
         super().__post_init__()
-        check_keeps_a_token(self.n_tokens, self.mask_ratio)
+        if self.n_tokens:  # automatic counts are checked when the modalities' shapes are known
+            check_keeps_a_token(self.n_tokens, self.mask_ratio)
 
 
 @register_method
@@ -70,13 +71,21 @@ class InfMasking(CoMM):
     name = "infmasking"
     Params = InfMaskingParams
 
+    def __init__(self, params: InfMaskingParams, shapes: list[tuple[int, ...]], seed: int):
+        super().__init__(params, shapes, seed)
+        for count in self.token_counts:
+            check_keeps_a_token(count, params.mask_ratio)
+
     def sample_masks(self, batch: int, device: torch.device) -> torch.Tensor:
-        """(T, batch, n * L) bool, True = token replaced by the mask token."""
-        p, n = self.params, len(self.shapes)
-        keep = int(p.n_tokens * (1.0 - p.mask_ratio) + 1e-9)
-        noise = torch.rand(p.num_masks, batch, n, p.n_tokens, generator=self.rng, device=device)
-        rank = noise.argsort(dim=-1).argsort(dim=-1)  # (T, batch, n, L): a random permutation
-        return (rank >= keep).flatten(2)
+        """(T, batch, N) bool, True = token replaced by the mask token; each modality i keeps
+        floor(L_i (1 - rho)) of its L_i tokens."""
+        p, out = self.params, []
+        for count in self.token_counts:
+            keep = int(count * (1.0 - p.mask_ratio) + 1e-9)
+            noise = torch.rand(p.num_masks, batch, count, generator=self.rng, device=device)
+            rank = noise.argsort(dim=-1).argsort(dim=-1)  # (T, batch, L_i): a random permutation
+            out.append(rank >= keep)
+        return torch.cat(out, dim=-1)
 
     def terms(self, views1, views2, epoch, max_epochs):
         p, n = self.params, len(self.shapes)

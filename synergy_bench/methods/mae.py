@@ -10,8 +10,8 @@ public code of those papers holds no MAE module, so the choices below are ours:
   masked token set is z_mask.
 * **What is reconstructed.** Each modality's *input* x_i, flattened (inputs with more than
   ``max_target`` values are average-pooled first: images spatially, per channel), by a decoder MLP
-  per modality from z_mask. No input value belongs to a masked token alone (a vector's MLP encoder
-  gives every token the whole vector; an image encoder's tokens pool overlapping receptive
+  per modality from z_mask. No input value belongs to a masked token alone (a vector's tokens come
+  from an MLP encoder of the whole vector; an image encoder's tokens pool overlapping receptive
   fields), so the masked part of a modality's input is all of it, and the loss covers every value
   of every modality:
 
@@ -24,9 +24,9 @@ public code of those papers holds no MAE module, so the choices below are ours:
   output: the representation itself must hold what is reconstructed.
 
 With rho = 0 nothing is masked and the method is a plain autoencoder through the fused encoder.
-The default rho = 0.5 is lower than He et al.'s 0.75, which masks 196 image patches: with the
-few tokens per modality used here (L = 4 by default), 0.75 keeps a single token per modality and
-training starts much more slowly; raise it with n_tokens (e.g. 36 image tokens).
+The default rho = 0.5 is lower than He et al.'s 0.75, which masks 196 image patches: with few
+tokens per modality (L = 4 image cells at the CPU sizes), 0.75 keeps a single token per modality
+and training starts much more slowly; raise it with n_tokens (e.g. 36 image tokens).
 """
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ class MAEParams(FusionParams):
 
     def __post_init__(self):
         super().__post_init__()
-        check_keeps_a_token(self.n_tokens, self.mask_ratio)
+        if self.n_tokens:  # automatic counts are checked when the modalities' shapes are known
+            check_keeps_a_token(self.n_tokens, self.mask_ratio)
 
 
 def reconstruction_target(x: torch.Tensor, max_target: int) -> torch.Tensor:
@@ -93,6 +94,8 @@ class MAE(CoMM):
     def __init__(self, params: MAEParams, shapes: list[tuple[int, ...]], seed: int):
         super().__init__(params, shapes, seed)
         p = params
+        for count in self.token_counts:
+            check_keeps_a_token(count, p.mask_ratio)
         del self.head  # no projection head: decoders instead
         sizes = [reconstruction_target(torch.zeros(1, *s), p.max_target).shape[1] for s in self.shapes]
         self.decoders = nn.ModuleList(mlp([p.d_model, p.head_hidden, d]) for d in sizes)

@@ -18,26 +18,39 @@ over many views in one call, with the statistics of each view.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """CLIP's QuickGELU, x sigmoid(1.702 x) (Radford et al., 2021), the activation of the
+    published CoMM and InfMasking fusion blocks."""
+    return x * torch.sigmoid(1.702 * x)
+
+
+ACTIVATIONS = {"quick_gelu": quick_gelu, "gelu": F.gelu}
+
+
 class PreNormBlock(nn.Module):
     """One pre-norm transformer encoder layer (Vaswani et al., 2017; Xiong et al., 2020).
 
-    x <- x + MHA(LN1(x)),  x <- x + W2 GELU(W1 LN2(x)),  width 4 d inside, no dropout. Parameter
-    names follow ``torch.nn.TransformerEncoderLayer(norm_first=True, activation="gelu")`` so its
-    state dict loads into one. ``n_queries`` updates only the first tokens (the others still serve
-    as keys and values): the last layer only needs the CLS token, which saves most of its work.
+    x <- x + MHA(LN1(x)),  x <- x + W2 act(W1 LN2(x)),  width 4 d inside, no dropout; ``act`` is
+    QuickGELU (the published blocks) or GELU. Parameter names follow
+    ``torch.nn.TransformerEncoderLayer(norm_first=True)`` so its state dict loads into one (equal
+    to it with ``activation="gelu"``). ``n_queries`` updates only the first tokens (the others
+    still serve as keys and values): the last layer only needs the CLS token, which saves most of
+    its work.
     """
 
-    def __init__(self, d_model: int, n_heads: int):
+    def __init__(self, d_model: int, n_heads: int, activation: str = "quick_gelu"):
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=0.0, batch_first=True)
         self.linear1, self.linear2 = nn.Linear(d_model, 4 * d_model), nn.Linear(4 * d_model, d_model)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None,
                 n_queries: int | None = None) -> torch.Tensor:
@@ -47,8 +60,8 @@ class PreNormBlock(nn.Module):
         return self.feed_forward(q)
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The second half of the layer, x + W2 GELU(W1 LN2(x)), on the last dimension."""
-        return x + self.linear2(F.gelu(self.linear1(self.norm2(x))))
+        """The second half of the layer, x + W2 act(W1 LN2(x)), on the last dimension."""
+        return x + self.linear2(self.act(self.linear1(self.norm2(x))))
 
 
 class FusionTransformer(nn.Module):
@@ -56,40 +69,82 @@ class FusionTransformer(nn.Module):
 
     Parameters
     ----------
-    n_modalities, n_tokens : int
-        Number of modalities and tokens per modality (L); the input holds N = n_modalities * L
-        tokens, modality after modality.
+    n_modalities : int
+        Number of modalities n.
+    n_tokens : int or sequence of int
+        Tokens per modality (L, or L_i for modality i); the input holds N = sum_i L_i tokens,
+        modality after modality.
     d_model : int
         Token width.
     n_heads, n_layers : int
         Attention heads and encoder layers (CoMM: 8 and 1). Dropout is 0 (no hidden randomness).
+    activation : str
+        ``quick_gelu`` (the published blocks) or ``gelu`` in the feed-forward half.
+    learned_positions : bool
+        Add ``pos_tokens``, one learnable vector per (modality, slot), to the tokens (a type and
+        position embedding at once; this suite's earlier choice). Off, the tokens enter as the
+        tokenizers made them, as in the published code, where each input adapter carries its own
+        position embedding (a fixed 2-D sin-cos for image patches; the per-feature bias b_j for
+        vectors) and nothing marks the modality.
+    published_init : bool
+        Under :func:`~synergy_bench.nn.seeded_init`, draw the weights as the published fusion
+        block does (CLIP's scheme): W_qkv ~ N(0, 1/d), W_out and W_2 ~ N(0, 1/(2 d n_layers)),
+        W_1 ~ N(0, 1/(2 d)), CLS token ~ N(0, 1). Off, the generic rule of ``seeded_init``
+        (PyTorch's Linear scheme, CLS ~ N(0, 0.02^2)). Biases are zero either way (the published
+        feed-forward biases keep PyTorch's uniform default).
 
     Notes
     -----
-    ``pos_tokens`` is one learnable vector per (modality, slot): it is the type and position
-    embedding at once. It is added before masking, so a masked slot holds the bare mask token and
+    Positions are in the tokens before masking, so a masked slot holds the bare mask token and
     carries no hint of which slot it was (as in the public InfMasking code, where the mask token
     replaces the adapter output that already contains the position embedding).
     """
 
-    def __init__(self, n_modalities: int, n_tokens: int, d_model: int, n_heads: int = 8,
-                 n_layers: int = 1):
+    def __init__(self, n_modalities: int, n_tokens: int | Sequence[int], d_model: int,
+                 n_heads: int = 8, n_layers: int = 1, activation: str = "quick_gelu",
+                 learned_positions: bool = False, published_init: bool = True):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model = {d_model} is not divisible by n_heads = {n_heads}; "
                              "choose d_model as a multiple of n_heads")
-        self.n_modalities, self.n_tokens = n_modalities, n_tokens
+        counts = [n_tokens] * n_modalities if isinstance(n_tokens, int) else list(n_tokens)
+        if len(counts) != n_modalities:
+            raise ValueError(f"n_tokens lists {len(counts)} counts for {n_modalities} modalities")
+        self.n_modalities, self.token_counts = n_modalities, tuple(counts)
         self.cls_token = nn.Parameter(torch.zeros(1, d_model))
         self.mask_token = nn.Parameter(torch.zeros(d_model))  # used only when a mask is given
-        self.pos_tokens = nn.Parameter(torch.zeros(n_modalities * n_tokens, d_model))
-        self.layers = nn.ModuleList(PreNormBlock(d_model, n_heads) for _ in range(n_layers))
+        self.pos_tokens = nn.Parameter(torch.zeros(sum(counts), d_model)) if learned_positions else None
+        self.layers = nn.ModuleList(PreNormBlock(d_model, n_heads, activation) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
+        self.published_init = published_init
+
+    def seeded_reset(self, gen: torch.Generator) -> None:
+        """The published initialisation when ``published_init`` (see the class docstring)."""
+        if not self.published_init:
+            return
+        d, n_layers = self.cls_token.shape[1], len(self.layers)
+        proj_std = d ** -0.5 * (2 * n_layers) ** -0.5
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.self_attn.in_proj_weight.normal_(0.0, d ** -0.5, generator=gen)
+                layer.self_attn.out_proj.weight.normal_(0.0, proj_std, generator=gen)
+                layer.linear1.weight.normal_(0.0, (2 * d) ** -0.5, generator=gen)
+                layer.linear2.weight.normal_(0.0, proj_std, generator=gen)
+            self.cls_token.normal_(generator=gen)
+
+    def owners(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """(N,) long: the modality each token slot belongs to."""
+        counts = torch.tensor(self.token_counts, device=device)
+        return torch.arange(self.n_modalities, device=device).repeat_interleave(counts)
 
     def modality_views(self, device: torch.device | str | None = None) -> torch.Tensor:
         """(n+1, N) bool, True = dropped: row i keeps only modality i, the last row keeps all."""
-        owner = torch.arange(self.n_modalities, device=device).repeat_interleave(self.n_tokens)
         views = torch.arange(self.n_modalities + 1, device=device)[:, None]
-        return (owner != views) & (views < self.n_modalities)
+        return (self.owners(device) != views) & (views < self.n_modalities)
+
+    def positioned(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The tokens with the learned position embedding added (unchanged without one)."""
+        return tokens if self.pos_tokens is None else tokens + self.pos_tokens
 
     def forward(self, tokens: torch.Tensor, pad: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,7 +175,7 @@ class FusionTransformer(nn.Module):
         """:meth:`forward` for any number of layers: every view's token set through every layer."""
         n, d = tokens.shape[-2:]
         lead = _lead_shape(tokens, pad, mask)
-        x = (tokens + self.pos_tokens).expand(*lead, n, d)  # (*, N, d)
+        x = self.positioned(tokens).expand(*lead, n, d)  # (*, N, d)
         if mask is not None:
             x = torch.where(mask.unsqueeze(-1), self.mask_token, x)
         x = x.reshape(-1, n, d)  # (V, N, d)
@@ -190,7 +245,7 @@ class FusionTransformer(nn.Module):
             return F.linear(y, w_v, b_v).unflatten(-1, (heads, -1))
 
         # once per token set: logits and values of the N real tokens
-        h = layer.norm1((tokens + self.pos_tokens).reshape(s, n, d))  # (S, N, d)
+        h = layer.norm1(self.positioned(tokens).reshape(s, n, d))  # (S, N, d)
         logits = logit(h).transpose(1, 2)[:, :, None]  # (S, H, 1, N)
         values = value(h).transpose(1, 2)  # (S, H, N, d_h)
 
