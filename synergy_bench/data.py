@@ -59,6 +59,11 @@ class Generator:
         """A fresh augmented view of a batch (same latents ``z``, new nuisance), on z's device."""
         raise NotImplementedError
 
+    def weak_views(self, z: dict[str, torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
+        """The weak augmentation (CLIP's random resized crop only, where a generator has one);
+        vector generators return their ordinary views (``views``)."""
+        return self.views(z, gen)
+
     def modality_codes(self, z: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int] | None:
         """Flat codes of the discrete latents modality 1 and 2 see, and their numbers of values.
 
