@@ -24,12 +24,8 @@ as the median of ``repeats`` calls, and writes one CSV per comparison with the m
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import os
-import platform
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -39,68 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from synergy_bench.timing import machine, median_times, torch_threads
+
 BENCHMARKS = ("loss", "train", "pid")
 
 
 # --- shared helpers ---------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` reports)."""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def machine(device: str = "cpu") -> dict[str, Any]:
-    """What a timing was measured on: CPU model, cores, torch threads and version, device."""
-    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": name}
-
-
-def median_times(fns: Sequence[Callable], calls: Sequence[tuple], warmup: int = 0
-                 ) -> list[tuple[float, float, list]]:
-    """Median wall-clock and CPU seconds of each ``fn(*args)`` over ``calls``, and its outputs.
-
-    The functions take turns call by call, so a load change on a shared machine hits them alike;
-    ``warmup`` untimed rounds with the first arguments come first. CPU seconds
-    (``time.process_time``, all threads of this process) hardly grow when other processes compete
-    for the cores; wall seconds do. A function must wait for its own device work
-    (``torch.cuda.synchronize``) before returning.
-    """
-    for _ in range(warmup):
-        for fn in fns:
-            fn(*calls[0])
-    walls: list[list[float]] = [[] for _ in fns]
-    cpus: list[list[float]] = [[] for _ in fns]
-    outs: list[list] = [[] for _ in fns]
-    for args in calls:
-        for fn, wall, cpu, out in zip(fns, walls, cpus, outs):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            out.append(fn(*args))
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-    return [(float(np.median(w)), float(np.median(c)), o) for w, c, o in zip(walls, cpus, outs)]
-
-
-def median_time(fn: Callable, calls: Sequence[tuple], warmup: int = 0) -> tuple[float, list]:
-    """Median wall-clock seconds of one function (:func:`median_times`), and its outputs."""
-    wall, _, outs = median_times([fn], calls, warmup)[0]
-    return wall, outs
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run the block with ``n`` torch CPU threads (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -429,14 +369,9 @@ def _fmt(v: Any, spec: str, width: int) -> str:
 def format_rows(what: str, rows: list[dict[str, Any]]) -> str:
     """The rows of one benchmark as a plain-text table, with the machine below."""
     if what == "pid":
-        head = (f"{'shape':>24} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}   "
-                f"(medians over {rows[0]['repeats']} random tables)")
-        lines = [head]
-        lines += [f"{r['shape']:>24} {r['broja_s']:9.4f} {_fmt(r['conic_s'], '.3f', 9)} "
-                  f"{_fmt(r['speedup'], '.1f', 8)} {_fmt(r['max_abs_diff_bits'], '.1e', 16)}" for r in rows]
-        from synergy_bench.pid.bench import geometric_mean_speedup
+        from synergy_bench.pid.bench import format_table
 
-        lines.append(f"geometric mean speedup: {geometric_mean_speedup(rows):.1f}x")
+        lines = format_table(rows).splitlines()
     else:
         ours, ref = ("batched", "per view") if what == "train" else ("ours", "covariance")
         lines = [f"{'case':<58} {'measure':<26} {ours:>10} {ref:>10} {'ratio':>7} {'CPU ratio':>10} {'max |diff|':>10}"]

@@ -1,4 +1,30 @@
-"""The ``synergy-bench`` command line: list, run, report, generate, pid, validate, bench."""
+"""synergy-bench: how much of the synergy between two modalities does a method capture?
+
+Generators make multimodal data whose redundant, unique and synergistic information is known
+exactly; methods learn representations of it; measures (linear and MLP probes, the PID of the
+probes' predictions, sample PID estimators) say how much of each task a representation holds.
+A spec (YAML) names the grid: generator points x methods x measures x seeds. `run` runs it into
+a results folder (resumable), `report` prints and exports its tables, `compare` pairs two folders.
+
+examples:
+  synergy-bench list                                   what can be run (generators, methods, measures, specs)
+  synergy-bench run                                    the quick spec: every method on the latent generator
+  synergy-bench run quick --set train.epochs=5 --set "seeds=[0,1]"
+  synergy-bench run quick --set "generator.k=[2,4]"    a list expands into a grid
+  synergy-bench run trifeature_s --set profile=paper --dry-run
+  synergy-bench run estimators                         the PID estimators against exact truth
+  synergy-bench report results/quick --format markdown --out table.md
+  synergy-bench compare results/quick results/quick-new
+  synergy-bench pid latent --set k=4                   the exact PID of a generator's tasks
+  synergy-bench check my_method.py                     the contract checks of a plug-in
+
+exit status:
+  0    success
+  1    some runs failed (their errors are in DIR/failures.jsonl), or a plug-in check failed
+  2    a mistake in the command, the spec or a results folder (one line says which and how to fix it)
+  130  interrupted by Ctrl-C (143: by SIGTERM); finished runs are saved, rerun the same command to resume
+  141  the output pipe closed early (e.g. `synergy-bench list | head`)
+"""
 from __future__ import annotations
 
 import argparse
@@ -11,13 +37,39 @@ from pathlib import Path
 from synergy_bench import __version__
 from synergy_bench.registry import (
     GENERATORS,
+    MEASURES,
     METHODS,
     UserError,
     get_generator,
+    load_plugin,
     load_plugins,
     make_params,
     param_fields,
 )
+
+SET_HELP = ("override a key (repeat the flag for several): dotted keys reach into mappings "
+            "(train.epochs=5, generator.k=4, probe.Cs=[1.0]); the value is YAML; a list where one "
+            "value is expected expands into a grid (generator.k=[2,4])")
+PLUGIN_HELP = "load a plug-in first: a .py file or a module (repeatable)"
+FORMATS = ("text", "markdown", "latex", "csv")
+ATOMS = ("redundancy", "unique1", "unique2", "synergy")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one-line UserErrors (exit 2, no usage dump)."""
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see `{self.prog} --help`")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, defaults shown."""
+
+
+def _load_plugins(refs: list[str] | None) -> None:
+    load_plugins()
+    for ref in refs or []:
+        load_plugin(ref)
 
 
 def _kv(sets: list[str] | None) -> dict:
@@ -32,19 +84,28 @@ def _generator(name: str, sets: list[str] | None, seed: int):
     return cls(make_params(cls, _kv(sets), f"generator[{name}]"), seed)
 
 
+def _seed(value: int, flag: str = "--seed") -> int:
+    if value < 0 or value >= 2 ** 63:
+        raise UserError(f"{flag} {value} must be an integer in 0 .. 2**63 - 1")
+    return value
+
+
+# ---------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     from synergy_bench.spec import packaged_specs
 
-    load_plugins()
-    for title, table in (("generators", GENERATORS), ("methods", METHODS)):
+    _load_plugins(args.plugin)
+    for title, table in (("generators", GENERATORS), ("methods", METHODS), ("measures", MEASURES)):
         print(f"{title}:")
         for name, cls in sorted(table.items()):
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             extra = ""
             if table is GENERATORS:
                 extra = f"  tasks: {', '.join(cls(cls.Params(), 0).tasks)}"
-            elif not cls.trainable:
+            elif table is METHODS and not cls.trainable:
                 extra = "  (control: probed untrained)"
+            elif table is MEASURES:
+                extra = f"  (reads the {cls.reads})"
             print(f"  {name:<12} {doc}{extra}")
             for field, default, help_ in param_fields(cls):
                 print(f"      {field:<16} = {default!r:<12} {help_}")
@@ -54,79 +115,240 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- run
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import yaml
     from tqdm import tqdm
 
-    from synergy_bench import plots, results
-    from synergy_bench.runner import get_executor, resolve_device
+    from synergy_bench import results
+    from synergy_bench.provenance import record
+    from synergy_bench.runner import (
+        Interrupted,
+        get_executor,
+        plugin_sources,
+        resolve_device,
+        signals_held,
+        stop_on_signals,
+    )
     from synergy_bench.spec import expand, load, resolve
     from synergy_bench.train import check_amp
 
-    raw = load(args.spec, args.set)
-    if args.device:
-        raw["device"] = args.device
-    spec = resolve(raw)
-    device = resolve_device(spec["device"])  # this machine's; on Ray, auto is resolved per task
-    executor = get_executor(args.executor, args.address)
-    if args.executor == "local" or spec["device"] != "auto":
-        for tp in spec["train"]:
-            check_amp(device, tp["amp"])
+    _load_plugins(args.plugin)
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers {args.workers} must be >= 1")
+    raw = load(args.spec if args.spec is not None else args.default_spec, args.set)
+    if args.device is not None:
+        raw["device"] = args.device
+    notes: list[str] = []
+    spec = resolve(raw, notes)
     runs = expand(spec)
-    folder = spec["name"] + (f"-{spec['profile']}" if spec["profile"] else "")
-    out = Path(args.out or Path("results") / folder)
-    store = results.ResultsStore(out, spec, force=args.force)
-    store.write_meta(device=device, command=_command(args))
+    if args.dry_run:
+        print(yaml.safe_dump(spec, sort_keys=False), end="")
+        print(f"# {len(runs)} runs")
+        for n in notes:
+            _note(n)
+        return 0
+    executor = get_executor(args.executor, args.address)
+    if args.executor == "local":  # on Ray, devices are placed per task
+        device = resolve_device(spec["device"])
+        for tp in {json.dumps(r.train, sort_keys=True): r.train for r in runs}.values():
+            check_amp(device, tp["amp"])
+    else:
+        device = spec["device"]
+    for n in notes:
+        _note(n)
+    out = Path(args.out or Path("results") / (spec["name"] + (f"-{spec['profile']}" if spec["profile"] else "")))
+    store = results.ResultsStore(out, spec, force=args.force, provenance=record(_command(args), device=device))
+    for n in store.notes:
+        _note(n)
     failed = 0
+    todo = [r for r in runs if r.run_id not in store.completed]
+    print(f"{spec['name']}: {len(runs)} runs ({len(runs) - len(todo)} already in {out}), device {device}",
+          flush=True)
+    bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=args.quiet)
     try:
-        todo = [r for r in runs if r.run_id not in store.completed]
-        print(f"{spec['name']}: {len(runs)} runs ({len(runs) - len(todo)} already in {out}), "
-              f"device {device}", flush=True)
-        workers = args.workers or os.cpu_count() or 1
-        bar = tqdm(total=len(todo), unit="run", file=sys.stderr, disable=args.quiet)
-        for run, rows, error in executor(todo, workers):
-            label = f"{run.method_label} on {run.generator_label} seed {run.seed}"
-            if error is None:
-                store.add(run.run_id, rows)
-            else:
-                failed += 1
-                store.fail(run.run_id, label, error)
-                tqdm.write(f"run failed: {label}: {error.splitlines()[0]}", file=sys.stderr)
-            bar.update(1)
+        with stop_on_signals():
+            workers = args.workers or os.cpu_count() or 1
+            for run, rows, error in executor(todo, workers, plugins=plugin_sources(spec["plugins"])):
+                with signals_held():
+                    if error is None:
+                        store.add(run.run_id, rows)
+                    else:
+                        failed += 1
+                        store.fail(run.run_id, _describe(run), error)
+                if error is not None:
+                    tqdm.write(f"run failed: {_describe(run)}: {error.splitlines()[0]}", file=sys.stderr)
+                bar.update(1)
+    except Interrupted as stop:
         bar.close()
+        saved = sum(r.run_id in store.completed for r in runs)
+        print(f"interrupted: {saved} runs saved; rerun the same command to resume", file=sys.stderr)
+        return 128 + stop.signum
     finally:
+        bar.close()
         store.close()
-    ids = {r.run_id for r in runs}
     df = results.load(out)
-    df = df[df.run_id.isin(ids)]
-    return _show(df, results.format_table, plots.report, out, failed, "run(s)")
-
-
-def _show(df, table, figures, out: Path, failed: int, what: str) -> int:
-    """Print a finished grid's table, write its figures, report failures; the exit status."""
+    df = df[df.run_id.isin({r.run_id for r in runs})]
     if len(df):
-        print(table(df))
-        for p in figures(df, out / "figures"):
-            print(p.read_text() if p.suffix == ".txt" else f"wrote {p}")  # text tables in full
+        print(report_text(df, "text"))
+        for p in write_figures(df, out / "figures"):
+            print(f"wrote {p}")
     if failed:
-        print(f"{failed} {what} failed; errors in {out / 'failures.jsonl'}", file=sys.stderr)
+        print(f"{failed} run(s) failed; errors in {out / 'failures.jsonl'}", file=sys.stderr)
         return 1
     return 0
 
 
+def _describe(run) -> str:
+    what = run.method_label or "+".join(name for name, _ in run.measures)
+    return f"{what} on {run.generator_label} seed {run.seed}"
+
+
+# ---------------------------------------------------------------------------- report, compare
+def _measure_groups(df):
+    """(measure class, its rows) per report group: measures that share a table function are
+    reported together; a measure not registered here gets the generic tables."""
+    import pandas as pd
+
+    from synergy_bench.measures.base import Measure, report_group
+
+    load_plugins()
+    groups: dict = {}
+    for name, part in df.groupby("measure", sort=False):
+        cls = MEASURES.get(name, Measure)
+        groups.setdefault(report_group(cls), (cls, []))[1].append(part)
+    return [(cls, pd.concat(parts)) for cls, parts in groups.values()]
+
+
+def report_text(df, fmt: str) -> str:
+    """A results table's tables in ``fmt`` (text, markdown, latex) or its cell summary (csv)."""
+    from synergy_bench import tables
+
+    if fmt == "csv":
+        return tables.summary(df).to_csv(index=False).rstrip("\n")
+    return tables.render([t for cls, part in _measure_groups(df) for t in cls.tables(part)], fmt)
+
+
+def write_figures(df, fig_dir: Path) -> list[Path]:
+    """Every measure's figures of a results table, into ``fig_dir``."""
+    return [p for cls, part in _measure_groups(df) for p in cls.figures(part, fig_dir)]
+
+
+def _write(text: str, out: str | None) -> None:
+    if out is None:
+        print(text)
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file path, e.g. {path / 'table.md'}")
+    from synergy_bench.results import make_folder
+
+    make_folder(path.parent)
+    try:
+        path.write_text(text + "\n")
+    except OSError as err:
+        raise UserError(f"--out {out} cannot be written ({err.strerror}); choose another path") from None
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _html(folder: Path) -> int:
+    try:
+        from synergy_bench import html_report
+    except ImportError:
+        raise UserError("--html needs synergy_bench.html_report, which this installation lacks") from None
+    if (folder / "results.csv").exists():
+        path = html_report.write_report(folder)
+    else:
+        path = html_report.write_index(folder)
+    print(f"wrote {path}")
+    return 0
+
+
+def _result_folder(folder: Path) -> None:
+    if folder.is_dir() and not (folder / "results.csv").exists():
+        inner = sorted(p.name for p in folder.iterdir() if (p / "results.csv").exists())
+        if inner:
+            raise UserError(f"{folder} holds no results.csv but folders that do ({', '.join(inner)}); give one "
+                            "of them, or add --html for an index of all")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
-    from synergy_bench import plots, results
+    from synergy_bench import results
 
-    return _show(results.load(args.dir), results.format_table, plots.report, Path(args.dir), 0, "")
+    folder = Path(args.dir)
+    _load_plugins(args.plugin)
+    if args.html:
+        return _html(folder)
+    _result_folder(folder)
+    df = results.load(folder)
+    if df.empty:
+        raise UserError(f"{folder} holds no finished run yet; run its spec first")
+    _warn_commits(df, folder)
+    _write(report_text(df, args.format), args.out)
+    if args.figures:
+        for p in write_figures(df, folder / "figures"):
+            print(f"wrote {p}", file=sys.stderr)
+    return 0
 
 
+def _warn_commits(df, folder: Path) -> None:
+    from synergy_bench.results import commits
+
+    found = commits(df, folder)
+    if len(found) > 1:
+        shown = ", ".join(c[:12] + ("+dirty" if c.endswith("+dirty") else "") for c in found)
+        print(f"warning: {folder} holds runs from {len(found)} code versions ({shown}); rerun it on one "
+              "commit for numbers from one version", file=sys.stderr)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from synergy_bench import results, tables
+
+    _load_plugins(args.plugin)
+    a, b = (results.load(Path(d)) for d in (args.dir_a, args.dir_b))
+    if args.metric:
+        a, b = a[a.metric.isin(args.metric)], b[b.metric.isin(args.metric)]
+    frame, only_a, only_b = tables.compare(a, b)
+    if frame.empty:
+        raise UserError(f"{args.dir_a} and {args.dir_b} share no cell (generator point, method, measure, task, "
+                        "metric and seed); nothing to compare")
+    if args.format == "csv":
+        text = frame.to_csv(index=False).rstrip("\n")
+    else:
+        text = tables.render([tables.compare_table(frame, args.dir_a, args.dir_b)], args.format)
+    _write(text, args.out)
+    if only_a or only_b:
+        print(f"not compared: {only_a} value(s) only in {args.dir_a}, {only_b} only in {args.dir_b}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- generate
 def cmd_generate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    gen = _generator(args.name, args.set, args.seed)
-    rng = np.random.default_rng(args.seed)
-    arrays, meta = {}, {"generator": args.name, "params": gen.params.__dict__, "seed": args.seed,
+    from synergy_bench.data import physical_memory, sample_bytes
+    from synergy_bench.results import make_folder
+    from synergy_bench.spec import format_bytes
+
+    _load_plugins(args.plugin)
+    seed = _seed(args.seed)
+    out = Path(args.out if args.out.endswith(".npz") else args.out + ".npz")
+    if out.is_dir():
+        raise UserError(f"--out {args.out} is a folder; give a file path such as {out / 'data.npz'}")
+    cls = get_generator(args.name)
+    params = make_params(cls, _kv(args.set), f"generator[{args.name}]")
+    need, memory = sample_bytes(cls, vars(params)), physical_memory()
+    if memory and need > memory:
+        raise UserError(f"generator {args.name} with these sizes needs about {format_bytes(need)} for its samples, "
+                        f"more than this machine's {format_bytes(memory)}; lower n_train or n_test")
+    make_folder(out.parent)
+    gen = cls(params, seed)
+    rng = np.random.default_rng(seed)
+    arrays, meta = {}, {"generator": args.name, "params": vars(gen.params), "seed": seed,
                         "version": __version__,
                         "ground_truth": {t: (v.as_dict() if v else None) for t, v in gen.ground_truth().items()}}
     for split in ("train", "test"):
@@ -134,16 +356,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         arrays.update({f"{split}/x{i + 1}": x for i, x in enumerate(s["x"])})
         arrays.update({f"{split}/y_{t}": y for t, y in s["y"].items()})
         arrays.update({f"{split}/z_{f}": z for f, z in s["z"].items()})
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, meta=json.dumps(meta), **arrays)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    try:
+        np.savez_compressed(tmp, meta=json.dumps(meta), **arrays)
+        os.replace(tmp, out)
+    except OSError as err:
+        raise UserError(f"--out {args.out} cannot be written ({err.strerror}); choose another path") from None
     print(f"wrote {out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
     return 0
 
 
-ATOMS = ("redundancy", "unique1", "unique2", "synergy")
-
-
+# ---------------------------------------------------------------------------- pid
 def _pid_row(label: str, source: str, pid) -> str:
     return f"{label:<6}{source:<9}" + "".join(f"{getattr(pid, a):>12.6f}" for a in ATOMS) + f"{pid.total:>12.6f}"
 
@@ -159,27 +382,48 @@ def _needed(est) -> str:
     return "epochs " + " ".join(f"{k}={v}" for k, v in est.epochs.items())
 
 
-def _pid_of_table(args: argparse.Namespace) -> int:
+def _read_table(path: str):
     import numpy as np
 
+    try:
+        table = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"--table {path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"--table {path} is a folder; give a .npy file") from None
+    except (OSError, ValueError, EOFError):
+        raise UserError(f"--table {path} is not a numpy array file; save the (|X1|, |X2|, |Y|) "
+                        "table with numpy.save") from None
+    if not isinstance(table, np.ndarray):                    # an .npz archive
+        if len(table.files) != 1:
+            raise UserError(f"--table {path} holds {len(table.files)} arrays; save one "
+                            "(|X1|, |X2|, |Y|) table with numpy.save")
+        table = table[table.files[0]]
+    if table.dtype.kind not in "biuf":
+        raise UserError(f"--table {path} holds {table.dtype} values; a joint table holds real "
+                        "non-negative numbers")
+    return table
+
+
+def _pid_of_table(args: argparse.Namespace) -> int:
+    from synergy_bench.data import physical_memory
     from synergy_bench.pid import broja
+    from synergy_bench.spec import format_bytes
 
     if args.name is not None:
         raise UserError(f"give a generator NAME or --table FILE.npy, not both (got {args.name!r} and {args.table})")
     if args.estimator != "exact" or args.samples is not None:
         raise UserError("--table is solved exactly; --estimator and --samples apply to generator samples")
-    try:
-        table = np.load(args.table, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"--table {args.table}: no such file") from None
-    except (OSError, ValueError):
-        raise UserError(f"--table {args.table} is not a numpy array file; save the (|X1|, |X2|, |Y|) "
-                        "table with numpy.save") from None
-    if not isinstance(table, np.ndarray):                    # an .npz archive
-        if len(table.files) != 1:
-            raise UserError(f"--table {args.table} holds {len(table.files)} arrays; save one "
-                            "(|X1|, |X2|, |Y|) table with numpy.save")
-        table = table[table.files[0]]
+    table = _read_table(args.table)
+    if table.ndim == 3:
+        n1, n2, ny = table.shape
+        need, memory = 8 * (4 * table.size + 2 * (min(n1, n2) * ny) ** 2), physical_memory()
+        if memory and need > memory:
+            raise UserError(f"--table {args.table} ({n1}x{n2}x{ny}) needs about {format_bytes(need)} to solve, "
+                            f"more than this machine's {format_bytes(memory)}; merge values of X1, X2 or Y")
+        if min(n1, n2) * ny > 2000:
+            print(f"solving the exact PID of a {n1}x{n2}x{ny} table: Newton systems of size {min(n1, n2) * ny}, "
+                  "this can take minutes", file=sys.stderr, flush=True)
     try:
         pid = broja(table)
     except ValueError as err:
@@ -195,6 +439,8 @@ def _pid_of_table(args: argparse.Namespace) -> int:
 
 def cmd_pid(args: argparse.Namespace) -> int:
     """Exact PID of a table, or a generator's exact PID per task next to an estimate from samples."""
+    _load_plugins(args.plugin)
+    _seed(args.seed)
     if args.table is not None:
         return _pid_of_table(args)
     if args.name is None:
@@ -203,6 +449,7 @@ def cmd_pid(args: argparse.Namespace) -> int:
         if args.samples is not None:
             raise UserError("--samples needs --estimator cluster or batch; the exact PID uses no samples")
         gen = _generator(args.name, args.set, args.seed)
+        print(f"solving the exact PID of {len(gen.tasks)} task(s) of {args.name} ...", file=sys.stderr, flush=True)
         return _print_truth(args.name, gen.ground_truth(), args.json, gen.extra_truth())
     return _print_estimates(args)
 
@@ -238,12 +485,19 @@ def _print_estimates(args: argparse.Namespace) -> int:
     sets = list(args.set or []) + ([f"n_train={args.samples}"] if args.samples is not None else [])
     gen = _generator(args.name, sets, args.seed)
     sample = gen.sample("train", np.random.default_rng(args.seed))
+    if len(sample["x"]) != 2:
+        raise UserError(f"the estimators take two modalities; generator {args.name} has {len(sample['x'])} "
+                        "(set n_modalities=2)")
     options = {"device": resolve_device(args.device)} if args.estimator == "batch" else {}
     truth = gen.ground_truth()
     rows = {}
     for task in gen.tasks:
-        est = estimate(sample["x"][0], sample["x"][1], sample["y"][task], args.estimator,
-                       seed=args.seed, **options)
+        try:
+            est = estimate(sample["x"][0], sample["x"][1], sample["y"][task], args.estimator,
+                           seed=args.seed, **options)
+        except ValueError as err:
+            raise UserError(f"--estimator {args.estimator} on {len(sample['y'][task])} samples: {err}; "
+                            "raise --samples") from None
         rows[task] = (truth.get(task), est)
     n = len(sample["y"][gen.tasks[0]])
     if args.json:
@@ -259,31 +513,21 @@ def _print_estimates(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Run an estimator-validation spec: PID estimators from samples against exact truth."""
-    from synergy_bench.pid import validate
-
-    spec = validate.load_spec(args.spec, args.set)
-    out = Path(args.out or Path("results") / spec["name"])
-    df, failed = validate.run_validation(spec, out, force=args.force, quiet=args.quiet,
-                                         command=_command(args))
-    return _show(df, validate.format_table, validate.figures, out, failed, "cell(s)")
-
-
+# ---------------------------------------------------------------------------- bench, check
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run speed benchmarks; print each and write its CSV (medians, ratios, the machine)."""
     import csv
 
     from synergy_bench.bench import BENCHMARKS, RUNNERS, format_rows
+    from synergy_bench.results import make_folder
     from synergy_bench.runner import resolve_device
 
     whats = BENCHMARKS if args.what == "all" else (args.what,)
-    if args.what != "all" and args.what not in BENCHMARKS:
-        raise UserError(f"bench {args.what!r} is unknown; choose one of {', '.join(BENCHMARKS)} or all")
     if args.repeats < 1:
         raise UserError(f"--repeats {args.repeats} must be >= 1")
     if args.threads < 1:
         raise UserError(f"--threads {args.threads} must be >= 1")
+    _seed(args.seed)
     out = Path(args.out)
     if out.suffix == ".csv" and len(whats) > 1:
         raise UserError(f"--out {out} is one file but `bench all` writes {len(whats)}; give a folder")
@@ -294,11 +538,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError("bench pid compares against cvxpy, which is not installed; "
                             "`pip install cvxpy` (or the [bench] extra)")
     device = resolve_device(args.device)
+    paths = {what: out if out.suffix == ".csv" else out / f"{what}.csv" for what in whats}
+    for path in paths.values():  # every output is writable before any benchmark runs
+        make_folder(path.parent)
+        if path.is_dir():
+            raise UserError(f"--out {path} is a folder; give a .csv path or the folder that holds it")
     for what in whats:
         rows = RUNNERS[what](repeats=args.repeats, seed=args.seed, device=device, threads=args.threads)
         print(format_rows(what, rows), flush=True)
-        path = out if out.suffix == ".csv" else out / f"{what}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = paths[what]
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -309,68 +557,135 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="synergy-bench", description=__doc__)
-    p.add_argument("--version", action="version", version=f"synergy-bench {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="registered generators, methods, tasks and packaged specs").set_defaults(fn=cmd_list)
+def cmd_check(args: argparse.Namespace) -> int:
+    from synergy_bench.check import main as check_main
 
-    r = sub.add_parser("run", help="run an experiment spec and print its table")
-    r.add_argument("spec", nargs="?", help="YAML path or packaged spec name (default: quick)")
-    r.add_argument("--out", help="results folder (default: results/<spec name>/)")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
-    r.add_argument("--workers", type=int, help="parallel runs (default: number of cores)")
-    r.add_argument("--executor", default="local", help="local (process pool) or ray (a task per run)")
-    r.add_argument("--address", help="Ray cluster address for --executor ray (default: start a local instance)")
-    r.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the spec's, else auto)")
+    _load_plugins(args.plugin)
+    return check_main(args.ref, device=args.device)
+
+
+# ---------------------------------------------------------------------------- parser
+def _run_arguments(r: argparse.ArgumentParser, default_spec: str) -> None:
+    r.add_argument("spec", nargs="?", metavar="SPEC",
+                   help=f"YAML path or packaged spec name, see `synergy-bench list` (default: {default_spec})")
+    r.add_argument("--out", metavar="DIR",
+                   help="results folder; a rerun resumes it (default: results/<spec name>, or "
+                        "results/<spec name>-<profile> for a spec with profiles)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
+    r.add_argument("--workers", type=int, metavar="N", help="parallel runs (default: number of cores)")
+    r.add_argument("--executor", default="local", choices=("local", "ray"),
+                   help="local: a process pool on this machine; ray: a Ray task per run")
+    r.add_argument("--address", metavar="HOST:PORT",
+                   help="Ray cluster address for --executor ray (default: start a local instance)")
+    r.add_argument("--device", metavar="DEVICE",
+                   help="auto, cpu, cuda or cuda:N (default: the spec's device, else auto)")
     r.add_argument("--force", action="store_true", help="write into a folder holding another spec's results")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
-    r.set_defaults(fn=cmd_run)
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the resolved spec (profile merged, overrides applied, every parameter's "
+                        "value) and the number of runs; write nothing")
+    r.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
+    r.set_defaults(fn=cmd_run, default_spec=default_spec)
 
-    rep = sub.add_parser("report", help="rebuild the table and figures from DIR/results.csv")
-    rep.add_argument("dir")
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="synergy-bench", description=__doc__, formatter_class=_Formatter)
+    p.add_argument("--version", action="version", version=f"synergy-bench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           parser_class=_Parser)
+
+    def command(name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_, description=description or help_, formatter_class=_Formatter)
+
+    ls = command("list", "the registered generators (with their tasks), methods, measures and their "
+                         "parameters, and the packaged specs")
+    ls.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
+    ls.set_defaults(fn=cmd_list)
+
+    _run_arguments(command("run", "run an experiment spec into a results folder and print its tables",
+                           "Run every run of a spec not yet in the results folder (a rerun resumes; Ctrl-C "
+                           "saves the finished runs), then print its tables and write its figures.\n\n"
+                           "  synergy-bench run quick --set train.epochs=5 --set 'seeds=[0,1]'\n"
+                           "  synergy-bench run my_spec.yaml --out results/mine --workers 4\n"
+                           "  synergy-bench run trifeature_s --set profile=paper --dry-run"), "quick")
+    _run_arguments(command("validate", "alias of `run` whose default spec is estimators (the PID "
+                                       "estimators against exact truth)"), "estimators")
+
+    rep = command("report", "print or export a results folder's tables (mean ± standard error over seeds)",
+                  "Print the tables of DIR/results.csv, or export them for a paper; figures are rewritten "
+                  "only with --figures.\n\n"
+                  "  synergy-bench report results/quick\n"
+                  "  synergy-bench report results/quick --format latex --out table.tex\n"
+                  "  synergy-bench report results --html        an index page of every folder")
+    rep.add_argument("dir", metavar="DIR", help="a results folder (holding results.csv); with --html also a "
+                                                "folder of results folders")
+    rep.add_argument("--format", default="text", choices=FORMATS,
+                     help="text, markdown or latex tables, or csv: one row per cell with mean, se and n")
+    rep.add_argument("--out", metavar="PATH", help="write the tables to this file (default: print them)")
+    rep.add_argument("--figures", action="store_true", help="also rewrite the figures in DIR/figures")
+    rep.add_argument("--html", action="store_true",
+                     help="write DIR/report.html (or, for a folder of results folders, an index page)")
+    rep.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
     rep.set_defaults(fn=cmd_report)
 
-    g = sub.add_parser("generate", help="write samples, labels, latents and metadata to .npz")
-    g.add_argument("name", help="generator name (see `synergy-bench list`)")
-    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter")
-    g.add_argument("--seed", type=int, default=0, help="seed of the generator's world and samples")
-    g.add_argument("--out", required=True, help="output .npz file")
+    cmp_ = command("compare", "paired differences between two results folders over the cells and seeds they share",
+                   "For every cell (generator point, method, measure, task, metric) and seed both folders hold: "
+                   "the mean of each and the mean difference B - A with its standard error over the "
+                   "shared seeds.\n\n  synergy-bench compare results/quick results/quick-new --metric bits")
+    cmp_.add_argument("dir_a", metavar="DIR_A", help="results folder A")
+    cmp_.add_argument("dir_b", metavar="DIR_B", help="results folder B")
+    cmp_.add_argument("--metric", action="append", metavar="METRIC",
+                      help="compare only this metric (repeatable; default: every metric)")
+    cmp_.add_argument("--format", default="text", choices=FORMATS, help="text, markdown, latex or csv")
+    cmp_.add_argument("--out", metavar="PATH", help="write the table to this file (default: print it)")
+    cmp_.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
+    cmp_.set_defaults(fn=cmd_compare)
+
+    g = command("generate", "write a generator's samples, labels, latents and metadata to an .npz file")
+    g.add_argument("name", metavar="NAME", help="generator name (see `synergy-bench list`)")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter, e.g. n_train=500")
+    g.add_argument("--seed", type=int, default=0, help="seed of the generator's world and samples (>= 0)")
+    g.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+    g.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
     g.set_defaults(fn=cmd_generate)
 
-    pid = sub.add_parser("pid", help="exact PID (bits) of a generator's tasks, next to an estimate "
-                                     "from samples, or of a table")
-    pid.add_argument("name", nargs="?", help="generator name (see `synergy-bench list`)")
+    pid = command("pid", "exact PID (bits) of a generator's tasks, next to an estimate from samples, or of a table",
+                  "  synergy-bench pid latent --set k=4\n"
+                  "  synergy-bench pid bitwise --estimator cluster --samples 10000\n"
+                  "  synergy-bench pid --table joint.npy")
+    pid.add_argument("name", nargs="?", metavar="NAME", help="generator name (see `synergy-bench list`)")
     pid.add_argument("--table", metavar="FILE.npy", help="solve this (|X1|, |X2|, |Y|) table exactly instead")
     pid.add_argument("--estimator", default="exact", choices=("exact", "cluster", "batch"),
                      help="exact: ground truth only; cluster or batch: also estimate from samples")
-    pid.add_argument("--samples", type=int, help="samples the estimate uses (default: the generator's n_train)")
+    pid.add_argument("--samples", type=int, metavar="N",
+                     help="samples the estimate uses (default: the generator's n_train)")
     pid.add_argument("--device", default="cpu", help="batch estimator device: auto, cpu, cuda or cuda:N")
-    pid.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter")
+    pid.add_argument("--set", action="append", metavar="KEY=VALUE", help="generator parameter, e.g. k=4")
     pid.add_argument("--seed", type=int, default=0, help="seed of the generator's world, samples and estimator")
     pid.add_argument("--json", action="store_true", help="print JSON")
+    pid.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
     pid.set_defaults(fn=cmd_pid)
 
-    v = sub.add_parser("validate", help="validate the PID estimators against exact truth (an estimators spec)")
-    v.add_argument("spec", nargs="?", help="YAML path or packaged spec name (default: estimators)")
-    v.add_argument("--out", help="results folder (default: results/<spec name>/)")
-    v.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec key (YAML value)")
-    v.add_argument("--force", action="store_true", help="write into a folder holding another spec's results")
-    v.add_argument("--quiet", action="store_true", help="no progress bar")
-    v.set_defaults(fn=cmd_validate)
-
-    b = sub.add_parser("bench", help="speed benchmarks against plain references (ratios measured in one process)")
-    b.add_argument("what", nargs="?", default="all",
-                   help="loss (InfMasking mask term), train (InfMasking step and epoch), pid (exact "
-                        "PID solver) or all (default)")
-    b.add_argument("--out", default=str(Path("results") / "bench"),
-                   help="folder of the CSVs, <what>.csv (default: %(default)s), or a .csv file for one benchmark")
+    b = command("bench", "speed benchmarks against plain references (ratios measured in one process)")
+    b.add_argument("what", nargs="?", default="all", choices=("loss", "train", "pid", "all"),
+                   help="loss: the InfMasking mask term; train: the InfMasking step and epoch; pid: the exact "
+                        "PID solver against cvxpy; all: the three")
+    b.add_argument("--out", default=str(Path("results") / "bench"), metavar="PATH",
+                   help="folder of the CSVs (<what>.csv), or a .csv file for one benchmark")
     b.add_argument("--repeats", type=int, default=3,
-                   help="timed calls after a warm-up; pid: random tables per shape (default: %(default)s)")
-    b.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s, as in runs)")
-    b.add_argument("--device", default="cpu", help="loss and train: auto, cpu, cuda or cuda:N (default: %(default)s)")
+                   help="timed calls after a warm-up; pid: random tables per shape")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads (as in runs)")
+    b.add_argument("--device", default="cpu", help="loss and train: auto, cpu, cuda or cuda:N")
     b.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     b.set_defaults(fn=cmd_bench)
+
+    c = command("check", "the contract checks of a plug-in: every method and generator it registers, on a "
+                         "tiny configuration (PASS or FAIL with the reason; exit 1 if any fails)",
+                "  synergy-bench check my_method.py\n  synergy-bench check my_package.methods --device cuda")
+    c.add_argument("ref", metavar="PLUGIN", help="a .py file or a module name")
+    c.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    c.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
+    c.set_defaults(fn=cmd_check)
     return p
 
 
@@ -381,13 +696,16 @@ def _command(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser().parse_args(argv)
-    args.argv = argv
     try:
+        args = parser().parse_args(argv)
+        args.argv = argv
         return args.fn(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into a reader that stopped early (``| head``)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 141

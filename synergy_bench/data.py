@@ -12,7 +12,9 @@ A sample dict is plain data::
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -165,9 +167,48 @@ def prediction_pid(codes: tuple[np.ndarray, np.ndarray, int, int], pred: np.ndar
 
     The empirical joint table of the test samples' latent codes and the predicted labels,
     p(c1, c2, yhat) = (1/N) sum_n 1[c1_n = c1, c2_n = c2, yhat_n = yhat], solved exactly: how
-    redundant, unique or synergistic the model's *answers* are.
+    redundant, unique or synergistic the model's *answers* are. Codes that no test sample has
+    are left out of the table (values of probability 0 change no atom), so the table has at most
+    N x N x n_labels cells whatever the number of possible codes.
     """
-    c1, c2, n1, n2 = codes
-    table = np.zeros((n1, n2, n_labels))
+    c1, c2 = (np.unique(c, return_inverse=True)[1].ravel() for c in codes[:2])
+    table = np.zeros((c1.max() + 1, c2.max() + 1, n_labels))
     np.add.at(table, (c1, c2, pred), 1.0)
     return broja(table)
+
+
+def prediction_pid_bytes(codes: tuple[np.ndarray, np.ndarray, int, int], n_labels: int) -> int:
+    """Memory (bytes) :func:`prediction_pid` needs on these codes, about: the dense table and its
+    working copies (4 |C1| |C2| |Y| floats) and the solver's dense Newton matrix and its factor
+    (2 (min(|C1|, |C2|) |Y|)^2 floats), |Ci| the number of codes that occur."""
+    n1, n2 = (len(np.unique(c)) for c in codes[:2])
+    return 8 * (4 * n1 * n2 * n_labels + 2 * (min(n1, n2) * n_labels) ** 2)
+
+
+def physical_memory() -> int | None:
+    """Bytes of memory of this machine (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def sample_bytes(cls: type, params: dict[str, Any]) -> int:
+    """Bytes of the samples a run of generator ``cls`` with ``params`` draws: the training and
+    test splits, and a probe split where training pairs are biased. Measured on two samples of
+    a copy with ``n_train = n_test = 2``; 0 where the generator has no such sizes or the copy
+    cannot be built."""
+    from synergy_bench.registry import UserError, make_params
+
+    names = {f.name for f in dataclasses.fields(cls.Params)}
+    if not {"n_train", "n_test"} <= names:
+        return 0
+    try:
+        tiny = cls(make_params(cls, {**params, "n_train": 2, "n_test": 2}, "generator"), 0)
+        sample = tiny.sample("test", np.random.default_rng(0))
+    except (UserError, ValueError):
+        return 0
+    arrays = [*sample["x"], *sample["y"].values(), *sample["z"].values()]
+    per_sample = sum(np.asarray(a).nbytes for a in arrays) / len(sample["x"][0])
+    n = params["n_train"] * (2 if tiny.biased_training else 1) + params["n_test"]
+    return int(per_sample * n)

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from synergy_bench.bench import median_time
+from synergy_bench.timing import median_time
 
 from .broja import PID, broja, check_table
 from .info import entropy, source_target_informations
@@ -162,11 +162,23 @@ def geometric_mean_speedup(rows: list[dict]) -> float:
     return float(np.exp(np.mean(np.log(ratios))))
 
 
-def main() -> None:
-    """Print the benchmark as a table (``synergy-bench bench pid`` also writes it)."""
-    from synergy_bench.bench import bench_pid, format_rows
+def _fmt(v, spec: str, width: int) -> str:
+    return f"{v:{width}{spec}}" if v is not None else f"{'-':>{width}}"
 
-    print(format_rows("pid", bench_pid()))
+
+def format_table(rows: list[dict]) -> str:
+    """The rows of :func:`run_pid_bench` as a plain-text table, with the geometric mean speedup."""
+    lines = [f"{'shape':>24} {'broja s':>9} {'conic s':>9} {'speedup':>8} {'max |diff| bits':>16}   "
+             f"(medians over {rows[0]['repeats']} random tables)"]
+    lines += [f"{r['shape']:>24} {r['broja_s']:9.4f} {_fmt(r['conic_s'], '.3f', 9)} "
+              f"{_fmt(r['speedup'], '.1f', 8)} {_fmt(r['max_abs_diff_bits'], '.1e', 16)}" for r in rows]
+    lines.append(f"geometric mean speedup: {geometric_mean_speedup(rows):.1f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Print the benchmark as a table (``synergy-bench bench pid`` also writes it with the machine)."""
+    print(format_table(run_pid_bench()))
 
 
 if __name__ == "__main__":
