@@ -173,14 +173,17 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """While the block runs (in the main thread), the first SIGINT or SIGTERM raises
-    :class:`Interrupted`; any later one is ignored while the grid cleans up."""
+    :class:`Interrupted`; any later one is ignored from then on (the process is on its way out:
+    it ends the workers, saves, says so and exits)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    fired = []
 
     def handler(signum, frame):
         for s in _SIGNALS:
             signal.signal(s, signal.SIG_IGN)
+        fired.append(signum)
         raise Interrupted(signum)
 
     before = {s: signal.getsignal(s) for s in _SIGNALS}
@@ -189,8 +192,9 @@ def stop_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for s, h in before.items():
-            signal.signal(s, h)
+        if not fired:
+            for s, h in before.items():
+                signal.signal(s, h)
 
 
 @contextlib.contextmanager

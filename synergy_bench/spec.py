@@ -217,7 +217,12 @@ def load(spec: str | None, sets: list[str] | None = None) -> dict[str, Any]:
     """
     sets = list(sets or [])
     early = [s for s in sets if _key_of(s) == "profile" or _key_of(s).startswith("profiles.")]
-    raw = apply_overrides(read_spec(spec), early)
+    raw = read_spec(spec)
+    edits = [s for s in early if _key_of(s) != "profile"]
+    if edits and not isinstance(raw.get("profiles"), dict):
+        raise UserError(f"--set {_key_of(edits[0])}: spec {raw.get('name')!r} defines no profiles; set the keys "
+                        "themselves, e.g. --set train.epochs=3")
+    raw = apply_overrides(raw, early)
     profiles = raw.pop("profiles", None)
     late = [s for s in sets if s not in early]
     if profiles is None:
