@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.device is not None:
         raw["device"] = args.device
     notes: list[str] = []
-    spec = resolve(raw, notes)
+    spec = resolve(raw, notes, here=not args.dry_run)
     runs = expand(spec)
     if args.dry_run:
         print(yaml.safe_dump(spec, sort_keys=False), end="")

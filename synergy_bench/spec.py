@@ -353,7 +353,7 @@ def _seeds(value: Any) -> list[int]:
                     "of integers, e.g. seeds: 3 or seeds: [0, 1, 2]")
 
 
-def _case(raw: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
+def _case(raw: dict[str, Any], where: str, notes: list[str], here: bool) -> dict[str, Any]:
     """One grid: generator x (methods, controls) x measures x train x seeds, checked."""
     pre = f"{where}." if where else ""
     gname, gvals = _entry(raw.get("generator", "latent"), f"{pre}generator")
@@ -397,22 +397,25 @@ def _case(raw: dict[str, Any], where: str, notes: list[str]) -> dict[str, Any]:
                             f"choose from {known}")
     tasks = _unique(tasks, str, f"{pre}tasks", notes)
     seeds = _unique(_seeds(raw.get("seeds", 1)), int, f"{pre}seeds", notes)
-    _check_sizes(gcls, generators, built, measures, tuple(tasks), train, f"{pre}generator[{gname}]")
+    _check_sizes(gcls, generators, built, measures, tuple(tasks), f"{pre}generator[{gname}]", notes, here)
     return {"generator": {"name": gname, "grid": generators}, "methods": methods, "controls": controls,
             "measures": measures, "tasks": list(tasks), "seeds": seeds, "train": train}
 
 
-def _check_sizes(gcls, points, built, measures, tasks, train, where) -> None:
-    """Memory the samples need, and each measure's own checks, at every generator point."""
+def _check_sizes(gcls, points, built, measures, tasks, where, notes, here: bool) -> None:
+    """Memory the samples need (on this machine; a note only where ``here`` is False), and each
+    measure's own checks, at every generator point."""
     from synergy_bench.data import physical_memory, sample_bytes
 
     memory = physical_memory()
     for params, gen in zip(points, built):
         need = sample_bytes(gcls, params)
         if memory and need > memory:
-            raise UserError(f"{where} with n_train = {params.get('n_train')} and n_test = {params.get('n_test')} "
-                            f"needs about {format_bytes(need)} for its samples, more than this machine's "
-                            f"{format_bytes(memory)}; lower n_train or n_test")
+            text = (f"{where} with n_train = {params.get('n_train')} and n_test = {params.get('n_test')} needs "
+                    f"about {format_bytes(need)} for its samples, more than this machine's {format_bytes(memory)}")
+            if here:
+                raise UserError(f"{text}; lower n_train or n_test")
+            notes.append(f"{text}; run it on a larger machine")
         for m in measures:
             cls = get_measure(m["name"])
             cls(make_params(cls, m["params"], f"measures[{m['name']}]")).check(gen, tasks)
@@ -437,11 +440,13 @@ def _plugins(value: Any) -> list[str]:
     return loaded_plugins()
 
 
-def resolve(raw: dict[str, Any], notes: list[str] | None = None) -> dict[str, Any]:
+def resolve(raw: dict[str, Any], notes: list[str] | None = None, here: bool = True) -> dict[str, Any]:
     """Validate a raw spec and fill defaults; the result is what is stored beside the results.
 
     Every key and value is checked here, before anything runs; ``notes`` (if given) receives one
-    line per repair made (duplicate grid points merged).
+    line per repair made (duplicate grid points merged). With ``here`` False (a dry run, or a spec
+    meant for another machine), samples too large for this machine's memory give a note instead
+    of an error.
     """
     notes = [] if notes is None else notes
     if not isinstance(raw, dict):
@@ -469,7 +474,7 @@ def resolve(raw: dict[str, Any], notes: list[str] | None = None) -> dict[str, An
            "base_seed": base_seed, "device": device}
     shared = {k: v for k, v in raw.items() if k in CASE_KEYS}
     if "cases" not in raw:
-        spec = {**top, **_case(shared, "", notes)}
+        spec = {**top, **_case(shared, "", notes, here)}
     else:
         items = _list(raw["cases"], "cases", "[{generator: {name: latent, k: 2}}, ...]")
         if not items:
@@ -481,7 +486,7 @@ def resolve(raw: dict[str, Any], notes: list[str] | None = None) -> dict[str, An
             for key in item:
                 if key not in CASE_KEYS:
                     raise _unknown(key, CASE_KEYS, f"key in cases[{i}]")
-            cases.append(_case(_merge(shared, item), f"cases[{i}]", notes))
+            cases.append(_case(_merge(shared, item), f"cases[{i}]", notes, here))
         spec = {**top, "cases": cases}
     runs = expand(spec, merged := [])
     if merged:

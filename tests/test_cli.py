@@ -216,3 +216,45 @@ def test_list_names_every_plugin_once(capsys):
     listed = {title: re.findall(r"^  (\S+)", body, flags=re.M) for title, body in zip(sections[1::2], sections[2::2])}
     assert listed["generators"] == sorted(GENERATORS) and listed["methods"] == sorted(METHODS)
     assert listed["measures"] == sorted(MEASURES) and "quick" in listed["experiment specs"]
+
+
+def test_dry_run_notes_what_would_not_fit_here(capsys):
+    assert main(["run", "--dry-run", "--set", "generator.n_train=1000000000000"]) == 0
+    captured = capsys.readouterr()
+    assert "n_train: 1000000000000" in captured.out and "run it on a larger machine" in captured.err
+
+
+def test_report_warns_when_a_folder_mixes_code_versions(tiny, tmp_path, capsys):
+    out, _ = tiny
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    df = pd.read_csv(out / "results.csv")
+    df.assign(commit=np.where(df.seed == 0, "a" * 40, "b" * 40 + "+dirty")).to_csv(mixed / "results.csv", index=False)
+    assert main(["report", str(mixed)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds runs from 2 code versions (aaaaaaaaaaaa, bbbbbbbbbbbb+dirty)" in err
+    assert main(["report", str(out)]) == 0
+    assert "code versions" not in capsys.readouterr().err
+
+
+def test_report_of_a_folder_of_folders_and_the_html_hooks(tiny, tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    out, _ = tiny
+    assert main(["report", str(out.parent)]) == 2
+    assert f"holds no results.csv but folders that do ({out.name})" in capsys.readouterr().err
+    calls = []
+    fake = types.SimpleNamespace(write_report=lambda f: calls.append(("report", f)) or f / "report.html",
+                                 write_index=lambda f: calls.append(("index", f)) or f / "index.html")
+    monkeypatch.setitem(sys.modules, "synergy_bench.html_report", fake)
+    assert main(["report", str(out), "--html"]) == 0 and main(["report", str(out.parent), "--html"]) == 0
+    assert calls == [("report", out), ("index", out.parent)]
+    monkeypatch.setitem(sys.modules, "synergy_bench.html_report", None)  # not installed
+    assert main(["report", str(out), "--html"]) == 2
+    assert "--html needs synergy_bench.html_report" in capsys.readouterr().err
+
+
+def test_check_subcommand_runs_the_contract_checks(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "absent.py"), "--device", "cpu"]) == 1
+    assert "FAIL  loads: plug-in file" in capsys.readouterr().out

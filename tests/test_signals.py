@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ARGS = ["--quiet", "--set", "generator.n_train=256", "--set", "generator.n_test=128", "--set", "train.epochs=3",
+ARGS = ["--quiet", "--set", "generator.n_train=256", "--set", "generator.n_test=128", "--set", "train.epochs=2",
         "--set", "probe.Cs=[1.0]", "--set", "probe.prediction_pid=false", "--set", "methods=[cross]",
-        "--set", "controls=[raw]", "--set", "seeds=10", "--set", "tasks=[R, S]"]
-RUNS = 20
+        "--set", "controls=[raw]", "--set", "seeds=5", "--set", "tasks=[R, S]"]
+RUNS = 10
 
 
 def _children(pid: int) -> list[int]:
@@ -46,13 +46,13 @@ def _interrupt(out: Path, workers: int, sig: int, to_group: bool, twice: bool = 
     return cmd, proc.returncode, time.time() - t0, err.decode(), children
 
 
-@pytest.mark.parametrize("sig, to_group, workers, twice", [
-    (signal.SIGINT, True, 2, False),    # Ctrl-C in the terminal: the whole process group
-    (signal.SIGTERM, False, 2, False),  # a scheduler ending the job: the main process only
+@pytest.mark.parametrize("sig, to_group, resume", [
+    (signal.SIGINT, True, True),     # Ctrl-C in the terminal: the whole process group
+    (signal.SIGTERM, False, False),  # a scheduler ending the job: the main process only
 ])
-def test_a_signal_stops_the_grid_and_a_rerun_finishes_it(tmp_path, sig, to_group, workers, twice):
+def test_a_signal_stops_the_grid_and_a_rerun_finishes_it(tmp_path, sig, to_group, resume):
     out = tmp_path / "run"
-    cmd, code, seconds, err, children = _interrupt(out, workers, sig, to_group, twice)
+    cmd, code, seconds, err, children = _interrupt(out, 2, sig, to_group)
     saved = len((out / "completed.txt").read_text().splitlines())
     assert code == 128 + sig and seconds < 15
     assert err == f"interrupted: {saved} runs saved; rerun the same command to resume\n"
@@ -61,10 +61,11 @@ def test_a_signal_stops_the_grid_and_a_rerun_finishes_it(tmp_path, sig, to_group
     assert not [c for c in children if _running(c)], "a worker outlived the interrupted run"
     df = pd.read_csv(out / "results.csv")
     assert df.run_id.nunique() == saved  # nothing of an unfinished run is kept
-    rerun = subprocess.run(cmd, capture_output=True, text=True)
-    assert rerun.returncode == 0 and f"{RUNS} runs ({saved} already in" in rerun.stdout
-    per_run = pd.read_csv(out / "results.csv").groupby("run_id").size()
-    assert len(per_run) == RUNS and (per_run == 2 * 2).all()
+    if resume:  # (once is enough: the rerun does not depend on the signal)
+        rerun = subprocess.run(cmd, capture_output=True, text=True)
+        assert rerun.returncode == 0 and f"{RUNS} runs ({saved} already in" in rerun.stdout
+        per_run = pd.read_csv(out / "results.csv").groupby("run_id").size()
+        assert len(per_run) == RUNS and (per_run == 2 * 2).all()
 
 
 @pytest.mark.slow
