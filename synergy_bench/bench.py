@@ -75,9 +75,9 @@ def mask_loss_covariance(anchor: torch.Tensor, masked: torch.Tensor, weight: flo
     sigma = torch.einsum("tbe,tbf->bef", centred, centred) / t  # (B, E, E)
     quad = weight / temperature * torch.einsum("be,bef,bf->b", anchor, sigma, anchor)  # (B,)
     pos = (anchor * mu).sum(-1) + 0.5 * quad  # (B,)
-    other = torch.eye(b, dtype=torch.bool, device=anchor.device)  # (B, B)
-    neg_masked = torch.einsum("be,tne->btn", anchor, masked).masked_fill(other[:, None], float("-inf"))
-    neg_anchor = (anchor @ anchor.T).masked_fill(other, float("-inf"))  # (B, B)
+    same_sample = torch.eye(b, dtype=torch.bool, device=anchor.device)  # (B, B): n == b, not a negative
+    neg_masked = torch.einsum("be,tne->btn", anchor, masked).masked_fill(same_sample[:, None], float("-inf"))
+    neg_anchor = (anchor @ anchor.T).masked_fill(same_sample, float("-inf"))  # (B, B)
     logits = torch.cat([pos[:, None], neg_masked.reshape(b, t * b), neg_anchor], 1) / temperature
     return (torch.logsumexp(logits, 1) - logits[:, 0] + 0.5 * quad / temperature).mean()
 

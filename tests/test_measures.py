@@ -3,7 +3,6 @@ a measure of one's own run through a spec and reported, and the tables' statisti
 import importlib
 import inspect
 import math
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +15,7 @@ from synergy_bench.cli import main
 from synergy_bench.measures.base import Context
 from synergy_bench.measures.pid_estimate import PIDBatch, PIDCluster
 from synergy_bench.measures.probe import Probe, ProbeParams
-from synergy_bench.registry import MEASURES, make_params, param, register_measure
+from synergy_bench.registry import MEASURES, make_params
 from synergy_bench.results import COLUMNS, load
 from synergy_bench.tables import Stat, Table, latex_escape, render
 
@@ -74,31 +73,40 @@ def test_the_mlp_probe_reads_an_xor_the_linear_probe_cannot():
     assert set(rows["mlp"]) == {"balanced_accuracy", "bits"}  # no discrete latents: no prediction PID
 
 
+WIDTH = """
+from dataclasses import dataclass
+
+import synergy_bench as sb
+
+
 @dataclass
-class _WidthParams:
-    scale: float = param(1.0, "multiplies the width", gt=0)
+class WidthParams:
+    scale: float = sb.param(1.0, "multiplies the width", gt=0)
+
+
+@sb.register_measure
+class Width(sb.Measure):
+    \"\"\"The representation's width.\"\"\"
+
+    name = "test_width"
+    Params = WidthParams
+
+    def __call__(self, ctx):
+        x = ctx.embedding("test")
+        return [{"task": t, "metric": "width", "value": self.params.scale * x.shape[1]} for t in ctx.run.tasks]
+"""
 
 
 def test_a_measure_of_one_s_own_runs_through_a_spec_and_is_reported(tmp_path, capsys):
-    from synergy_bench.measures.base import Measure
-
-    @register_measure
-    class Width(Measure):
-        """The representation's width."""
-
-        name = "test_width"
-        Params = _WidthParams
-
-        def __call__(self, ctx):
-            x = ctx.embedding("test")
-            return [{"task": t, "metric": "width", "value": self.params.scale * x.shape[1]} for t in ctx.run.tasks]
-
-    spec = {"name": "own", "generator": {"name": "latent", "n_train": 128, "n_test": 64},
+    """A measure in a plug-in file named by the spec, run in a pool of two workers (which load
+    the file themselves), stored and reported like the built-in ones."""
+    (tmp_path / "width.py").write_text(WIDTH)
+    spec = {"name": "own", "plugins": ["width.py"], "generator": {"name": "latent", "n_train": 128, "n_test": 64},
             "methods": [], "controls": ["raw"], "measures": [{"name": "test_width", "scale": 0.5}, "probe"],
             "tasks": ["R", "S"], "seeds": 2, "probe": {"Cs": [1.0], "prediction_pid": False}}
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(spec))
     try:
-        assert main(["run", str(tmp_path / "own.yaml"), "--out", str(tmp_path / "out"), "--workers", "1",
+        assert main(["run", str(tmp_path / "own.yaml"), "--out", str(tmp_path / "out"), "--workers", "2",
                      "--quiet"]) == 0
         df = load(tmp_path / "out")
         mine = df[df.measure == "test_width"]
@@ -109,7 +117,7 @@ def test_a_measure_of_one_s_own_runs_through_a_spec_and_is_reported(tmp_path, ca
         assert "test_width[scale=0.5]: width, mean ± standard error over 2 seeds" in text
         assert "balanced accuracy | certified bits" in text
     finally:
-        MEASURES.pop("test_width")
+        MEASURES.pop("test_width", None)
 
 
 def test_runner_names_no_metric():
