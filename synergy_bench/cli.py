@@ -165,6 +165,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = results.ResultsStore(out, spec, force=args.force, provenance=record(_command(args), device=device))
     for n in store.notes:
         _note(n)
+    others = len(set(store.completed) - {r.run_id for r in runs})
+    if others:
+        _note(f"{out} also holds {others} run(s) outside this grid (another grid, or code that numbered runs "
+              "differently); `report` shows them too: use a fresh --out for this grid alone")
     failed = 0
     todo = [r for r in runs if r.run_id not in store.completed]
     print(f"{spec['name']}: {len(runs)} runs ({len(runs) - len(todo)} already in {out}), device {device}",

@@ -399,11 +399,12 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def commits(df: pd.DataFrame, folder: Path) -> list[str]:
-    """The code versions the rows of ``df`` come from: the ``commit`` column, or, for folders
-    written before rows named it, the commits in ``meta.json``."""
-    named = [c for c in dict.fromkeys(df.get("commit", pd.Series(dtype=str))) if c]
-    if named:
-        return named
+    """The code versions the rows of ``df`` come from: the ``commit`` column (``unknown`` for rows
+    written before rows named it), or, for folders where no row names one, the commits in
+    ``meta.json``."""
+    column = list(dict.fromkeys(df.get("commit", pd.Series(dtype=str))))
+    if any(column):  # rows written before rows named their commit count as one unknown version
+        return [c or "unknown" for c in column]
     try:
         meta = read_meta(folder)
     except UserError:

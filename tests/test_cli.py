@@ -71,7 +71,8 @@ def test_rerun_resumes_and_appends_history(tiny, capsys):
     out, _ = tiny
     before = (out / "results.csv").read_text()
     assert main(["run", "--out", str(out), *TINY]) == 0
-    assert "4 runs (4 already in" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "4 runs (4 already in" in captured.out and "outside this grid" not in captured.err
     assert (out / "results.csv").read_text() == before
     meta = json.loads((out / "meta.json").read_text())
     assert len(meta["history"]) == 2
@@ -235,6 +236,9 @@ def test_report_warns_when_a_folder_mixes_code_versions(tiny, tmp_path, capsys):
     assert err.count("\n") == 1 and "holds runs from 2 code versions (aaaaaaaaaaaa, bbbbbbbbbbbb+dirty)" in err
     assert main(["report", str(out)]) == 0
     assert "code versions" not in capsys.readouterr().err
+    df.assign(commit=np.where(df.seed == 0, "a" * 40, "")).to_csv(mixed / "results.csv", index=False)
+    assert main(["report", str(mixed)]) == 0  # rows of a layout that named no commit: one more version
+    assert "holds runs from 2 code versions (aaaaaaaaaaaa, unknown)" in capsys.readouterr().err
 
 
 def test_report_of_a_folder_of_folders_and_the_html_hooks(tiny, tmp_path, monkeypatch, capsys):
