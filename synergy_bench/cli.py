@@ -67,7 +67,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+        if not any(action.default is v for v in (None, False, argparse.SUPPRESS)) and "default" not in text:
             text += " (default: %(default)s)"
         return text
 
