@@ -452,6 +452,9 @@ def resolve(raw: dict[str, Any], notes: list[str] | None = None, here: bool = Tr
     if not isinstance(raw, dict):
         raise UserError(f"a spec must be a mapping, not {type(raw).__name__}")
     check_shape(raw, "spec")
+    if "profiles" in raw:
+        raise UserError("the spec still holds its profiles; read it with synergy_bench.spec.load, which merges "
+                        "the chosen profile")
     for key in raw:
         if key not in TOP_KEYS:
             raise _unknown(key, TOP_KEYS, "spec key")
