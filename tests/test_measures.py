@@ -15,9 +15,10 @@ from synergy_bench.cli import main
 from synergy_bench.measures.base import Context
 from synergy_bench.measures.pid_estimate import PIDBatch, PIDCluster
 from synergy_bench.measures.probe import Probe, ProbeParams
-from synergy_bench.registry import MEASURES, make_params
+from synergy_bench.registry import make_params
 from synergy_bench.results import COLUMNS, load
 from synergy_bench.tables import Stat, Table, latex_escape, render
+from test_registry import clean_registry  # noqa: F401 — fixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 estimate_module = importlib.import_module("synergy_bench.pid.estimate")  # the package exports a function of that name
@@ -97,7 +98,7 @@ class Width(sb.Measure):
 """
 
 
-def test_a_measure_of_one_s_own_runs_through_a_spec_and_is_reported(tmp_path, capsys):
+def test_a_measure_of_one_s_own_runs_through_a_spec_and_is_reported(tmp_path, capsys, clean_registry):
     """A measure in a plug-in file named by the spec, run in a pool of two workers (which load
     the file themselves), stored and reported like the built-in ones."""
     (tmp_path / "width.py").write_text(WIDTH)
@@ -105,19 +106,16 @@ def test_a_measure_of_one_s_own_runs_through_a_spec_and_is_reported(tmp_path, ca
             "methods": [], "controls": ["raw"], "measures": [{"name": "test_width", "scale": 0.5}, "probe"],
             "tasks": ["R", "S"], "seeds": 2, "probe": {"Cs": [1.0], "prediction_pid": False}}
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(spec))
-    try:
-        assert main(["run", str(tmp_path / "own.yaml"), "--out", str(tmp_path / "out"), "--workers", "2",
-                     "--quiet"]) == 0
-        df = load(tmp_path / "out")
-        mine = df[df.measure == "test_width"]
-        assert list(df.columns) == COLUMNS and len(mine) == 2 * 2
-        assert (mine.value == 0.5 * 2 * 64).all() and set(mine.measure_label) == {"test_width[scale=0.5]"}
-        assert mine.method.eq("raw").all() and (mine.truth_bits == 1.0).all()
-        text = capsys.readouterr().out
-        assert "test_width[scale=0.5]: width, mean ± standard error over 2 seeds" in text
-        assert "balanced accuracy | certified bits" in text
-    finally:
-        MEASURES.pop("test_width", None)
+    assert main(["run", str(tmp_path / "own.yaml"), "--out", str(tmp_path / "out"), "--workers", "2",
+                 "--quiet"]) == 0
+    df = load(tmp_path / "out")
+    mine = df[df.measure == "test_width"]
+    assert list(df.columns) == COLUMNS and len(mine) == 2 * 2
+    assert (mine.value == 0.5 * 2 * 64).all() and set(mine.measure_label) == {"test_width[scale=0.5]"}
+    assert mine.method.eq("raw").all() and (mine.truth_bits == 1.0).all()
+    text = capsys.readouterr().out
+    assert "test_width[scale=0.5]: width, mean ± standard error over 2 seeds" in text
+    assert "balanced accuracy | certified bits" in text
 
 
 def test_runner_names_no_metric():

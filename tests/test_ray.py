@@ -12,6 +12,7 @@ from synergy_bench.registry import UserError
 from synergy_bench.registry import METHODS
 from synergy_bench.runner import _ray_resources, load_worker_plugins, plugin_sources
 from synergy_bench.spec import expand, resolve
+from test_registry import clean_registry  # noqa: F401 — fixture
 
 PLUGIN = ("import synergy_bench as sb\n\n\n@sb.register_method\nclass RayCross(sb.get_method('cross')):\n"
           "    name = 'ray_plugin_cross'\n")
@@ -22,27 +23,24 @@ TINY = ["--set", "generator.n_train=128", "--set", "generator.n_test=64", "--set
         "--device", "cpu", "--quiet"]
 
 
-def test_ray_grid_equals_local_grid(tmp_path, capsys):
+def test_ray_grid_equals_local_grid(tmp_path, capsys, clean_registry):
     """The same numbers on Ray, with a method from a plug-in file that the tasks receive."""
     ray = pytest.importorskip("ray")
     plugin = tmp_path / "ray_plugin.py"
     plugin.write_text(PLUGIN)
     sets = [*TINY, "--plugin", str(plugin), "--set", "methods=[ray_plugin_cross]"]
-    try:
-        assert main(["run", "--out", str(tmp_path / "local"), "--workers", "1", *sets]) == 0
-        assert main(["run", "--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2", *sets]) == 0
-        assert not ray.is_initialized()  # the local instance it started is shut down
-        a, b = (pd.read_csv(tmp_path / w / "results.csv").sort_values(["run_id", "task", "metric"])
-                for w in ("local", "ray"))
-        assert len(a) == 4 * 2 * 6 and list(a.run_id) == list(b.run_id)
-        assert set(a.method) == {"ray_plugin_cross", "random"}
-        assert (a.value.to_numpy() == b.value.to_numpy()).all()
-        assert (a.final_loss.fillna(-1).to_numpy() == b.final_loss.fillna(-1).to_numpy()).all()
-        # rerun: everything is done, nothing is sent to Ray
-        capsys.readouterr()
-        assert main(["run", "--out", str(tmp_path / "ray"), "--executor", "ray", *sets]) == 0
-    finally:
-        METHODS.pop("ray_plugin_cross", None)
+    assert main(["run", "--out", str(tmp_path / "local"), "--workers", "1", *sets]) == 0
+    assert main(["run", "--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "2", *sets]) == 0
+    assert not ray.is_initialized()  # the local instance it started is shut down
+    a, b = (pd.read_csv(tmp_path / w / "results.csv").sort_values(["run_id", "task", "metric"])
+            for w in ("local", "ray"))
+    assert len(a) == 4 * 2 * 6 and list(a.run_id) == list(b.run_id)
+    assert set(a.method) == {"ray_plugin_cross", "random"}
+    assert (a.value.to_numpy() == b.value.to_numpy()).all()
+    assert (a.final_loss.fillna(-1).to_numpy() == b.final_loss.fillna(-1).to_numpy()).all()
+    # rerun: everything is done, nothing is sent to Ray
+    capsys.readouterr()
+    assert main(["run", "--out", str(tmp_path / "ray"), "--executor", "ray", *sets]) == 0
     assert "(4 already in" in capsys.readouterr().out and not ray.is_initialized()
     assert len(pd.read_csv(tmp_path / "ray" / "results.csv")) == len(a)
 
@@ -77,16 +75,13 @@ def test_resources_per_run():
         _ray_resources(dataclasses.replace(run, device="cuda"), {"CPU": 4.0})
 
 
-def test_worker_plugins_load_from_the_shipped_text_where_the_file_is_absent(tmp_path):
+def test_worker_plugins_load_from_the_shipped_text_where_the_file_is_absent(tmp_path, clean_registry):
     plugin = tmp_path / "shipped.py"
     plugin.write_text(PLUGIN.replace("ray_plugin_cross", "shipped_plugin_cross"))
     shipped = plugin_sources([str(plugin)])
     plugin.unlink()  # a worker on another machine: no such file there
-    try:
-        load_worker_plugins(shipped)
-        assert "shipped_plugin_cross" in METHODS
-    finally:
-        METHODS.pop("shipped_plugin_cross", None)
+    load_worker_plugins(shipped)
+    assert "shipped_plugin_cross" in METHODS
 
 
 def test_ray_with_cuda_is_not_refused_on_a_driver_without_a_gpu(tmp_path, monkeypatch, capsys):

@@ -6,6 +6,7 @@ import yaml
 
 from synergy_bench.registry import UserError
 from synergy_bench.spec import apply_overrides, expand, load, read_spec, resolve
+from test_registry import clean_registry  # noqa: F401 — fixture
 
 BASE = {"name": "t", "generator": {"name": "latent", "n_train": 128, "n_test": 64},
         "methods": ["cross"], "tasks": ["R", "S"], "seeds": 2}
@@ -233,21 +234,16 @@ def test_profiles_merge_and_overrides_win(tmp_path):
         load(None, ["profile=cpu"])
 
 
-def test_plugins_of_a_spec_load_relative_to_its_folder(tmp_path):
-    from synergy_bench.registry import METHODS
-
+def test_plugins_of_a_spec_load_relative_to_its_folder(tmp_path, clean_registry):
     (tmp_path / "plug").mkdir()
     (tmp_path / "plug" / "mine.py").write_text(
         "import synergy_bench as sb\n\n@sb.register_method\nclass Mine(sb.get_method('comm')):\n"
         "    name = 'spec_plugin_method'\n")
     (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "pl", "plugins": ["plug/mine.py"],
                                                      "methods": ["spec_plugin_method"], "controls": []}))
-    try:
-        spec = resolve(read_spec(str(tmp_path / "s.yaml")))
-        assert str((tmp_path / "plug" / "mine.py").resolve()) in spec["plugins"]
-        assert [r.method for r in expand(spec)] == ["spec_plugin_method"]
-    finally:
-        METHODS.pop("spec_plugin_method", None)
+    spec = resolve(read_spec(str(tmp_path / "s.yaml")))
+    assert spec["plugins"] == [str((tmp_path / "plug" / "mine.py").resolve())]
+    assert [r.method for r in expand(spec)] == ["spec_plugin_method"]
 
 
 def test_run_ids_ignore_parameters_left_at_their_defaults():
