@@ -85,9 +85,18 @@ def _kv(sets: list[str] | None) -> dict:
     return apply_overrides({}, sets or [])
 
 
+def _generator_params(name: str, sets: list[str] | None):
+    """The class of generator ``name`` and its parameters from ``--set`` pairs, checked as in a spec."""
+    from synergy_bench.spec import check_fields
+
+    cls, values = get_generator(name), _kv(sets)
+    check_fields(cls, values, f"generator[{name}]")
+    return cls, make_params(cls, values, f"generator[{name}]")
+
+
 def _generator(name: str, sets: list[str] | None, seed: int):
-    cls = get_generator(name)
-    return cls(make_params(cls, _kv(sets), f"generator[{name}]"), seed)
+    cls, params = _generator_params(name, sets)
+    return cls(params, seed)
 
 
 def _seed(value: int, flag: str = "--seed") -> int:
@@ -349,8 +358,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out = Path(args.out if args.out.endswith(".npz") else args.out + ".npz")
     if out.is_dir():
         raise UserError(f"--out {args.out} is a folder; give a file path such as {out / 'data.npz'}")
-    cls = get_generator(args.name)
-    params = make_params(cls, _kv(args.set), f"generator[{args.name}]")
+    cls, params = _generator_params(args.name, args.set)
     need, memory = sample_bytes(cls, vars(params)), physical_memory()
     if memory and need > memory:
         raise UserError(f"generator {args.name} with these sizes needs about {format_bytes(need)} for its samples, "

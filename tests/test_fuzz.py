@@ -49,6 +49,8 @@ TINY = ["--set", "generator.n_train=128", "--set", "generator.n_test=64", "--set
     (["generate", "latent", "--out", "{tmp}/folder.npz"], "is a folder"),
     (["pid", "latent", "--estimator", "batch", "--samples", "4"], "must leave at least 2 of the 4 samples"),
     (["pid", "latent", "--seed", "-3"], "--seed -3 must be"),
+    (["pid", "latent", "--set", "noise=.inf"], "generator[latent].noise = inf is not a finite number"),
+    (["generate", "latent", "--set", "noise=.nan", "--out", "{tmp}/d.npz"], "noise = nan is not a finite"),
     (["pid", "--table", "{tmp}/empty.npy"], "is not a numpy array file"),
     (["pid", "--table", "{tmp}/complex.npy"], "holds complex128 values"),
     (["pid", "--table", "{tmp}/missing.npy"], "no such file"),
