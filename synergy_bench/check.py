@@ -57,7 +57,7 @@ from synergy_bench.registry import (
 
 SHAPES = [(12,), (10,)]  # per-sample shapes of the two modalities of the tiny batches
 TINY = dict(n_tokens=4, d_model=16, hidden=32, head_hidden=32, embed_dim=16)
-STEPS = 30  # training steps of the loss check
+STEPS = 100  # training steps of the loss check (a masked autoencoder on one-feature tokens needs about 100)
 TINY_SPLITS = dict(n_train=128, n_test=64)  # generator sizes of the checks
 
 

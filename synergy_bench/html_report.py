@@ -180,7 +180,8 @@ def leaderboard(df: pd.DataFrame, task: str = SYNERGY_TASK) -> pd.DataFrame:
     """Each method's synergy on ``task`` in one results folder, best first; empty without it.
 
     Per generator setting with an exact synergy S > 0 and per method setting, over seeds: the
-    balanced accuracy, the certified bits, bits / S (``exact``) and bits / ceiling (``ceiling``),
+    balanced accuracy, the certified bits of the linear probe (the measure labelled ``probe``,
+    else the folder's first measure), bits / S (``exact``) and bits / ceiling (``ceiling``),
     the ceiling being the mean bits of the folder's ``supervised`` method (its setting at the
     registered defaults) in the same generator setting, where it reaches ``CEILING_MIN`` x S. Each
     is then averaged over the folder's generator settings (``*_mean``; ``*_se`` combines the
@@ -193,6 +194,9 @@ def leaderboard(df: pd.DataFrame, task: str = SYNERGY_TASK) -> pd.DataFrame:
     would take among them).
     """
     sub = df[(df.task == task) & (df.truth_synergy > 0)]
+    if "measure_label" in sub.columns and sub.measure_label.notna().any():
+        probes = [m for m in dict.fromkeys(sub.measure_label) if m == "probe"]  # the linear probe
+        sub = sub[sub.measure_label == (probes[0] if probes else sub.measure_label.iloc[0])]
     bits = sub[sub.metric == "bits"]
     if bits.empty:
         return pd.DataFrame()
@@ -386,6 +390,19 @@ def _provenance(folder: Path, df: pd.DataFrame) -> str:
     return f"{note}<dl>{items}</dl>{''.join(extra)}"
 
 
+def shown_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with ``method_label`` as the page shows it: the method setting, the measure's label
+    after it where a folder holds more than one measure, and the measure alone for rows that measure
+    the observations (no method)."""
+    if "measure_label" not in df.columns:
+        return df
+    method = df.method_label.fillna("").astype(str)
+    measure = df.measure_label.fillna("").astype(str)
+    several = measure[method != ""].nunique() > 1
+    label = method.where(~several | (method == ""), method + " · " + measure)
+    return df.assign(method_label=label.where(method != "", measure))
+
+
 def write_report(folder: Path) -> Path:
     """Write ``folder/report.html``, one self-contained page of the folder's results; its path.
 
@@ -393,7 +410,7 @@ def write_report(folder: Path) -> Path:
     ``results.csv``.
     """
     folder = Path(folder)
-    df = load(folder)
+    df = shown_labels(load(folder))
     frame, varying = summary_rows(df)
     metrics = _metrics(df)
     table, chart = _results_table(frame, varying, metrics)

@@ -63,9 +63,9 @@ def comm_terms(z: torch.Tensor, temperature: float) -> torch.Tensor:
     (V,) tensor: L_1 .. L_n, L_full.
     """
     b = z.shape[2]
-    other = z[-1].flip(0)  # (2, B, E): the full view of the other augmentation
+    full_other = z[-1].flip(0)  # (2, B, E): the full view of the other augmentation
     s = z @ z.transpose(-1, -2) / temperature  # (V, 2, B, B): S_i^s
-    x = z @ other.transpose(-1, -2) / temperature  # (V, 2, B, B): X_i^s
+    x = z @ full_other.transpose(-1, -2) / temperature  # (V, 2, B, B): X_i^s
     s = s.masked_fill(torch.eye(b, dtype=torch.bool, device=z.device), float("-inf"))
     pos = x.diagonal(dim1=-2, dim2=-1)  # (V, 2, B)
     lse_a = torch.logaddexp(s.logsumexp(-1), x.logsumexp(-1))  # (V, 2, B): anchors z_i^s
@@ -122,9 +122,9 @@ def infmasking_mask_loss(anchor: torch.Tensor, masked: torch.Tensor, weight: flo
     q_mu = q_z.mean(0)  # (B,): q . mu
     quad = weight * (q_z - q_mu).pow(2).mean(0) / temperature  # (B,): q^T Sigma~ q
     pos = q_mu + 0.5 * quad  # (B,)
-    other = torch.eye(b, dtype=torch.bool, device=anchor.device)  # (B, B): n == b
-    neg_masked = sim.masked_fill(other[:, None, :], float("-inf")).reshape(b, t * b)  # (B, T*B)
-    neg_anchor = (anchor @ anchor.T).masked_fill(other, float("-inf"))  # (B, B)
+    same_sample = torch.eye(b, dtype=torch.bool, device=anchor.device)  # (B, B): n == b
+    neg_masked = sim.masked_fill(same_sample[:, None, :], float("-inf")).reshape(b, t * b)  # (B, T*B)
+    neg_anchor = (anchor @ anchor.T).masked_fill(same_sample, float("-inf"))  # (B, B)
     logits = torch.cat([pos[:, None], neg_masked, neg_anchor], dim=1) / temperature  # (B, 1+(T+1)B)
     nll = torch.logsumexp(logits, dim=1) - logits[:, 0]  # (B,)
     return (nll + 0.5 * quad / temperature).mean()

@@ -78,6 +78,9 @@ class TrainParams:
     lr: float = param(1e-3, "learning rate", gt=0)
     weight_decay: float = param(1e-4, "decoupled weight decay (AdamW) or L2 (Adam)", ge=0)
     optimizer: str = param("adamw", "optimiser", choices=("adamw", "adam"))
+    decay: str = param("weights", "what weight decay acts on: weights only (not biases, normalisation "
+                       "parameters or scalars, as the published code) or all parameters",
+                       choices=("weights", "all"))
     threads: int = param(1, "torch CPU threads per run (1 keeps numbers identical across workers)", ge=1)
     amp: bool = param(False, "bf16 autocast in training and embedding (needs a CUDA device)")
 

@@ -37,10 +37,9 @@ def draw_views(method: Method, generator: Generator, zb: dict[str, torch.Tensor]
     ``strong``: two ``generator.views``; ``weak``: one ``generator.weak_views`` (views2 None);
     ``strong+weak``: two views and ``weak=`` one weak view; ``plain+strong``: the batch's own
     samples (rows ``idx`` of the training inputs ``x``, a list over modalities) and one view.
-    A generator without ``weak_views`` gives its ``views`` as weak views.
     """
     kind = method.views
-    weak = getattr(generator, "weak_views", generator.views)
+    weak = generator.weak_views
     if kind == "strong":
         return (generator.views(zb, gen), generator.views(zb, gen)), {}
     if kind == "weak":
@@ -62,7 +61,7 @@ def make_optimizer(method: Method, params: dict[str, Any]) -> torch.optim.Optimi
     settings = method.optimizer_settings(params)
     opt_cls = torch.optim.AdamW if settings["optimizer"] == "adamw" else torch.optim.Adam
     wd = settings["weight_decay"]
-    groups = decay_groups(method, wd) if settings.get("decay", "weights") == "weights" else method.parameters()
+    groups = decay_groups(method, wd) if settings["decay"] == "weights" else method.parameters()
     return opt_cls(groups, lr=settings["lr"], weight_decay=wd)
 
 

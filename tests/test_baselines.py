@@ -177,7 +177,8 @@ def test_loop_draws_the_views_a_method_asks_for(name, kinds):
 
 def test_loop_steps_the_published_optimisers():
     train = {"epochs": 2, "batch_size": 8, "lr": 3e-4, "weight_decay": 1e-4, "optimizer": "adamw",
-             "amp": False, "threads": 1}
+             "decay": "weights", "amp": False, "threads": 1}
+    assert [g["weight_decay"] for g in make_optimizer(build("comm"), {**train, "decay": "all"}).param_groups] == [1e-4]
     comm = build("comm")
     opt = make_optimizer(comm, train)
     assert isinstance(opt, torch.optim.AdamW) and [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]

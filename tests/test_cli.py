@@ -245,7 +245,10 @@ def test_report_of_a_folder_of_folders_and_the_html_hooks(tiny, tmp_path, monkey
     import sys
     import types
 
+    import synergy_bench
+
     out, _ = tiny
+    monkeypatch.delattr(synergy_bench, "html_report", raising=False)  # imported by earlier tests
     assert main(["report", str(out.parent)]) == 2
     assert f"holds no results.csv but folders that do ({out.name})" in capsys.readouterr().err
     calls = []

@@ -21,6 +21,7 @@ from test_plots import SEEDS, _inf, _label, _mask_value, results_frame
 
 from synergy_bench import html_report, plots
 from synergy_bench.registry import UserError
+from synergy_bench.results import load
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -295,4 +296,4 @@ def test_committed_report_in_chromium(folder, tmp_path):
     page = html_report.write_report(copy)
     result = browse(page, SHOWN_ACTIONS, tmp_path)
     _clean(result)
-    assert set(result["shownMethods"]) == set(pd.read_csv(folder / "results.csv").method_label)
+    assert set(result["shownMethods"]) == set(html_report.shown_labels(load(folder)).method_label)

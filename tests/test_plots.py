@@ -38,18 +38,20 @@ def results_frame(generator, gen_grid, methods, tasks, value, truth=None, chance
                     bits, syn = truth(gp, task) if truth else (1.0, 0.0)
                     for metric in ("balanced_accuracy", "bits"):
                         rows.append({
-                            "run_id": run_id, "experiment": "test", "generator": generator,
+                            "run_id": run_id, "experiment": "test", "commit": "0123abc", "generator": generator,
                             "generator_label": _label(generator, gp), "generator_params": json.dumps(gp, sort_keys=True),
                             "method": method, "method_label": _label(method, mp),
-                            "method_params": json.dumps(mp, sort_keys=True), "trained": True, "grid_index": index,
+                            "method_params": json.dumps(mp, sort_keys=True), "trained": True, "measure": "probe",
+                            "measure_label": "probe", "measure_params": "{}", "grid_index": index,
                             "seed": seed, "task": task, "metric": metric,
                             "value": value(gp, method, mp, task, metric, seed),
                             "chance": chance(task) if chance else 0.5, "truth_bits": bits,
                             "truth_redundancy": 0.0, "truth_unique1": 0.0, "truth_unique2": 0.0,
-                            "truth_synergy": syn, "train_seconds": 1.0, "final_loss": 0.1, "device": "cpu",
+                            "truth_synergy": syn, "train_seconds": 1.0, "measure_seconds": 0.1, "final_loss": 0.1,
+                            "details": "{}", "device": "cpu",
                             "version": "0.1.0"})
     df = pd.DataFrame(rows)
-    assert set(COLUMNS) - set(df.columns) <= {"samples", "truth", "abs_error", "needed"}  # validation-only
+    assert set(COLUMNS) == set(df.columns)
     return df
 
 
