@@ -21,7 +21,7 @@ factor is in the views, so view-invariance alone does not favour any kind of inf
 
 **Readable factors.** The exact atoms below describe the factors; the methods see x_i. The
 defaults (dim 64, hidden 128, noise 0.1, nuisance scale 2) are chosen so that the observations
-carry the factors: a large-sample classifier (:func:`synergy_bench.readability.readability`,
+carry the factors: a large-sample classifier (:func:`synergy_bench.measures.readability.readability`,
 an MLP of 256 x 256 trained on 30,000 samples) reads every factor from its modality at >= 99.5 %
 balanced accuracy for k = 2 .. 8, while the nuisance still outweighs each factor inside the
 tanh map (pre-activation variance a^2 n_nuisance = 32 against symbol_dim = 8 per factor).
@@ -148,11 +148,11 @@ class Latent(Generator):
                             f"mix_s={p.mix_s} needs a {cells}-cell exact table (mix_r^3 mix_u^2 "
                             f"mix_s^3), above {MAX_MIX_CELLS}; lower mix_r, mix_u or mix_s")
         # factors seen by each modality, in the order they enter the map
-        self.factors = tuple(("r", f"u{i}", f"s{i}") for i in range(1, n + 1))
+        self.modality_factors = tuple(("r", f"u{i}", f"s{i}") for i in range(1, n + 1))
         names = ["r"] + [f"u{i}" for i in range(1, n + 1)] + [f"s{i}" for i in range(1, n + 1)]
         self._names = tuple(names)
         self._emb = Fixed({f: symbol_embeddings(p.k, p.symbol_dim, rng) for f in names})
-        self._maps = [RandomMap(3 * p.symbol_dim, p.n_nuisance, p.hidden, p.dim, rng) for _ in self.factors]
+        self._maps = [RandomMap(3 * p.symbol_dim, p.n_nuisance, p.hidden, p.dim, rng) for _ in self.modality_factors]
         self.pi = rng.permutation(p.k)  # the consistent pairing of synergy=consistency
 
     @property
@@ -212,7 +212,7 @@ class Latent(Generator):
         p = self.params
         emb = self._emb.on(z["r"].device)
         return [m(torch.cat([emb[f][z[f]] for f in factors], dim=1), p.nuisance_scale, p.noise, gen)
-                for factors, m in zip(self.factors, self._maps)]
+                for factors, m in zip(self.modality_factors, self._maps)]
 
     def modality_codes(self, z: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Flat codes of modality 1's factors and of the other modalities' factors together.
@@ -221,10 +221,10 @@ class Latent(Generator):
         in ``z`` (a relabelling of the rest's factor tuples that leaves any PID unchanged).
         """
         k = self.params.k
-        c1 = np.ravel_multi_index([z[f] for f in self.factors[0]], (k,) * 3)
+        c1 = np.ravel_multi_index([z[f] for f in self.modality_factors[0]], (k,) * 3)
         if self.params.n_modalities == 2:
-            return c1, np.ravel_multi_index([z[f] for f in self.factors[1]], (k,) * 3), k ** 3, k ** 3
-        rest = list(dict.fromkeys(itertools.chain(*self.factors[1:])))
+            return c1, np.ravel_multi_index([z[f] for f in self.modality_factors[1]], (k,) * 3), k ** 3, k ** 3
+        rest = list(dict.fromkeys(itertools.chain(*self.modality_factors[1:])))
         values, c2 = np.unique(np.stack([z[f] for f in rest], axis=1), axis=0, return_inverse=True)
         return c1, c2.ravel(), k ** 3, len(values)
 
@@ -288,8 +288,8 @@ class Latent(Generator):
 
     def _full_table(self, task: str, side1: tuple[int, ...], side2: tuple[int, ...]) -> np.ndarray:
         """Unreduced joint table: every factor of every modality, labels from ``labels``."""
-        f1 = tuple(dict.fromkeys(itertools.chain(*(self.factors[i - 1] for i in side1))))
-        f2 = tuple(dict.fromkeys(itertools.chain(*(self.factors[i - 1] for i in side2))))
+        f1 = tuple(dict.fromkeys(itertools.chain(*(self.modality_factors[i - 1] for i in side1))))
+        f2 = tuple(dict.fromkeys(itertools.chain(*(self.modality_factors[i - 1] for i in side2))))
         n_labels = self.n_classes(task)
         return joint_table({f: self.params.k for f in self._names}, f1, f2, n_labels,
                            lambda z: self._noisy(task, int(self.labels(z)[task]), n_labels))

@@ -121,7 +121,7 @@ def execute(run: Run) -> list[dict[str, Any]]:
                 t = truth.get(r["task"])
                 atoms = t.as_dict() if t is not None else dict.fromkeys(ATOMS, math.nan)
                 rows.append({**head, "task": r["task"], "metric": r["metric"], "value": r["value"],
-                             "chance": 1.0 / generator.n_classes(r["task"]),
+                             "chance": r["chance"] if "chance" in r else 1.0 / generator.n_classes(r["task"]),
                              "truth_bits": t.total if t is not None else math.nan,
                              **{f"truth_{a}": v for a, v in atoms.items()},
                              "measure_seconds": round(r.get("seconds", math.nan), 3),

@@ -303,7 +303,7 @@ def test_every_factor_is_readable_from_its_modality_at_small_n():
     """With the defaults even a small classifier on 1000 samples reads each factor at >= 99 % and
     certifies >= 0.95 of its bit (never more than the bit, up to the Markov tolerance of
     synergy_bench.probe); the same seed reads the same numbers."""
-    from synergy_bench.readability import readability
+    from synergy_bench.measures.readability import readability
 
     g, small = make(), {"n": 1000, "n_test": 1000, "hidden": (32,), "patience": 3}
     read = readability(g, **small)
@@ -315,7 +315,7 @@ def test_every_factor_is_readable_from_its_modality_at_small_n():
 
 
 def test_readability_needs_named_factors():
-    from synergy_bench.readability import readability
+    from synergy_bench.measures.readability import readability
 
     class NoFactors:
         name = "plain"
@@ -332,7 +332,7 @@ def test_readability_needs_named_factors():
 def test_defaults_make_every_factor_readable(k):
     """The promise of the defaults: a 256 x 256 MLP on 30,000 samples reads every factor from its
     modality at >= 99.5 % (about 30 s at k = 2 and 50 s at k = 8 on one CPU thread)."""
-    from synergy_bench.readability import readability
+    from synergy_bench.measures.readability import readability
 
     read = readability(make(k=k))
     assert set(read) == FACTOR_KEYS

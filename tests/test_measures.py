@@ -160,3 +160,25 @@ def test_measure_rows_keep_their_metrics_apart_in_a_report(tmp_path):
     text = report_text(pd.DataFrame(rows).reindex(columns=COLUMNS), "text")
     assert "g - probe: balanced accuracy" in text and "g - probe[kind=mlp]: balanced accuracy" in text
     assert "0.605 ± 0.005" in text and "0.905 ± 0.005" in text
+
+
+def test_readability_measure_runs_once_per_point_and_seed_and_refuses_a_generator_without_factors(tmp_path, capsys):
+    """The readability measure reads each latent factor from its modality (no method), with the
+    factor's chance; a generator that names no factors per modality is refused before any run."""
+    small = {"name": "readability", "n": 800, "n_test": 800, "hidden": [16], "patience": 2}
+    spec = {"name": "read", "generator": {"name": "latent", "n_train": 200, "n_test": 200, "k": 4},
+            "methods": [], "controls": [], "measures": [small], "tasks": ["S"], "seeds": [0]}
+    path = tmp_path / "read.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    df = load(tmp_path / "out")
+    assert set(df.task) == {"r@x1", "u1@x1", "s1@x1", "r@x2", "u2@x2", "s2@x2"}
+    assert (df.method_label.fillna("") == "").all() and df.run_id.nunique() == 1
+    assert np.allclose(df.chance, 0.25) and df.truth_synergy.isna().all()
+    acc = df[df.metric == "balanced_accuracy"].value
+    assert acc.between(0.9, 1.0).all(), df
+    spec.update(generator={"name": "gaussian", "n_train": 200, "n_test": 200}, tasks=["Y"])
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(path), "--out", str(tmp_path / "out2")]) == 2
+    assert "measure readability needs a generator that names each modality's discrete factors" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()

@@ -11,8 +11,8 @@ It reads either the *representation* a method (or a control) gives the samples (
 "observations"``, e.g. the sample PID estimators, which need each modality separately). The
 second kind runs once per generator point and seed, with no method.
 
-It returns tidy rows ``{"task", "metric", "value"}`` (optionally ``"seconds"`` and a ``"details"``
-dict of diagnostics); the runner adds the run's columns (run id, generator, method, measure,
+It returns tidy rows ``{"task", "metric", "value"}`` (optionally ``"seconds"``, a ``"details"``
+dict of diagnostics, and ``"chance"`` for a row whose ``task`` is not one of the generator's); the runner adds the run's columns (run id, generator, method, measure,
 seed, the task's exact PID, ...). For the report a measure gives its tables and figures, built
 from the rows of the results table alone.
 """
@@ -105,7 +105,7 @@ class Measure:
         called once per run after sampling, before any training."""
 
     def __call__(self, ctx: Context) -> list[dict[str, Any]]:
-        """Rows ``{"task", "metric", "value"[, "seconds", "details"]}`` of one run."""
+        """Rows ``{"task", "metric", "value"[, "seconds", "details", "chance"]}`` of one run."""
         raise NotImplementedError
 
     # ---- report -------------------------------------------------------------------------
