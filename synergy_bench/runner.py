@@ -27,6 +27,7 @@ import torch
 
 from synergy_bench import __version__
 from synergy_bench.data import to_torch
+from synergy_bench.probe import fit_probe
 from synergy_bench.registry import (
     UserError,
     get_generator,
@@ -104,8 +105,9 @@ def execute(run: Run) -> list[dict[str, Any]]:
             m.prepare(ctx)  # checks that need the samples, before any training
         truth = generator.ground_truth()
         history, seconds = [], 0.0
+        selection = {}
         if run.method:
-            history, seconds, ctx.embed = _train(run, generator, ctx, device)
+            history, seconds, ctx.embed, selection = _train(run, generator, ctx, device)
         base = {"run_id": run.run_id, "experiment": run.experiment, "generator": run.generator,
                 "generator_label": run.generator_label,
                 "generator_params": json.dumps(run.generator_params, sort_keys=True),
@@ -125,7 +127,8 @@ def execute(run: Run) -> list[dict[str, Any]]:
                              "truth_bits": t.total if t is not None else math.nan,
                              **{f"truth_{a}": v for a, v in atoms.items()},
                              "measure_seconds": round(r.get("seconds", math.nan), 3),
-                             "details": json.dumps(r.get("details") or {}, sort_keys=True, default=str)})
+                             "details": json.dumps({**(r.get("details") or {}), **selection}, sort_keys=True,
+                                                   default=str)})
         return rows
 
 
@@ -136,15 +139,56 @@ def _train(run: Run, generator, ctx, device: str):
     method = build_method(run, [x.shape[1:] for x in ctx.train["x"]], device)
     t0 = time.perf_counter()
     labelled = {**train, "y": {t: train["y"][t] for t in run.tasks}}  # a supervised method sees the run's tasks
-    history = fit(method, generator, labelled, run.train, run.method_seed) if run.trained else []
-    seconds = time.perf_counter() - t0
     splits = {"probe": train if ctx.probe is ctx.train else to_torch(ctx.probe, device),
               "test": to_torch(ctx.test, device)}
 
     def embedding(split: str) -> np.ndarray:
         return embed(method, splits[split]["x"], amp=run.train["amp"]).numpy()
 
-    return history, seconds, embedding
+    select = TestSelection(run, ctx, method, embedding) if run.trained and run.train["select"] == "best_test" else None
+    history = fit(method, generator, labelled, run.train, run.method_seed, select) if run.trained else []
+    seconds = time.perf_counter() - t0
+    if select is not None:
+        select.restore()
+        seconds -= select.seconds  # training time only, not the test-set probes
+    return history, seconds, embedding, (select.record() if select else {})
+
+
+class TestSelection:
+    """The published selection protocol (``train.select: best_test``): every ``train.eval_every``
+    epochs and after the last, a linear probe per task (:func:`synergy_bench.probe.fit_probe`, its
+    defaults) is fit on the probe samples and scored on the *test* samples; the weights of the
+    epoch with the best mean balanced accuracy over the run's tasks are kept and measured. Its
+    numbers are optimistic by construction (the test set chooses the epoch); :attr:`record` goes
+    into every row's ``details``. CoMM's code probes the test pairs every epoch (Dufumier et al.
+    2025); InfMasking's Trifeature numbers stop early on test probe accuracy."""
+
+    def __init__(self, run: Run, ctx, method, embedding):
+        self.run, self.ctx, self.method, self.embedding = run, ctx, method, embedding
+        self.best, self.epoch, self.state, self.scores, self.seconds = -math.inf, -1, None, [], 0.0
+
+    def __call__(self, epoch: int) -> None:
+        every, last = self.run.train["eval_every"], self.run.train["epochs"] - 1
+        if (epoch + 1) % every and epoch != last:
+            return
+        t0 = time.perf_counter()
+        x_fit, x_test = self.embedding("probe"), self.embedding("test")
+        accs = [fit_probe(x_fit, self.ctx.probe["y"][t], x_test, self.ctx.test["y"][t], self.ctx.generator.n_classes(t),
+                          np.random.default_rng(self.ctx.seed("select", t, epoch)))["balanced_accuracy"]
+                for t in self.run.tasks]
+        score = float(np.mean(accs))
+        self.scores.append((epoch, round(score, 6)))
+        if score > self.best:
+            self.best, self.epoch = score, epoch
+            self.state = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
+        self.seconds += time.perf_counter() - t0
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.method.load_state_dict(self.state)
+
+    def record(self) -> dict:
+        return {"select": "best_test", "selected_epoch": self.epoch, "test_scores": self.scores}
 
 
 def safe_execute(run: Run) -> Outcome:

@@ -83,6 +83,11 @@ class TrainParams:
                        choices=("weights", "all"))
     threads: int = param(1, "torch CPU threads per run (1 keeps numbers identical across workers)", ge=1)
     amp: bool = param(False, "bf16 autocast in training and embedding (needs a CUDA device)")
+    select: str = param("last", "which weights are measured: last (the end of training) or best_test (the "
+                                "epoch whose linear probes score best on the test set, checked every "
+                                "eval_every epochs: the published protocol, optimistic)",
+                        choices=("last", "best_test"))
+    eval_every: int = param(1, "best_test: epochs between test-set probes", ge=1)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -542,6 +547,7 @@ class Run:
     base_seed: int
     device: str
     index: int = 0  # position in the grid: orders tables and figures, not part of the run id
+    train_keys: tuple = ()  # training settings that vary in the grid: named in the method's label
 
     @property
     def generator_label(self) -> str:
@@ -549,7 +555,15 @@ class Run:
 
     @property
     def method_label(self) -> str:
-        return label(self.method, self.method_params, get_method(self.method).Params) if self.method else ""
+        """The method and its parameters off their defaults, then (``train.KEY=VALUE``) the training
+        settings that vary in the grid."""
+        if not self.method:
+            return ""
+        own = label(self.method, self.method_params, get_method(self.method).Params)
+        train = [f"train.{k}={self.train[k]}" for k in self.train_keys]
+        if not train:
+            return own
+        return f"{own[:-1]},{','.join(train)}]" if own.endswith("]") else f"{own}[{','.join(train)}]"
 
     @property
     def trained(self) -> bool:
@@ -603,6 +617,7 @@ def expand(spec: dict[str, Any], merged: list | None = None) -> list[Run]:
     for case in spec.get("cases") or [spec]:
         rep = tuple((m["name"], m["params"]) for m in case["measures"] if _reads(m["name"]) == "representation")
         obs = tuple((m["name"], m["params"]) for m in case["measures"] if _reads(m["name"]) == "observations")
+        varying = tuple(k for k in case["train"][0] if len({json.dumps(t[k]) for t in case["train"]}) > 1)
         for gp in case["generator"]["grid"]:
             for seed in case["seeds"]:
                 cells = [(None, {}, case["train"][0], obs)] if obs else []
@@ -610,8 +625,10 @@ def expand(spec: dict[str, Any], merged: list | None = None) -> list[Run]:
                     cells += [(c["name"], c["params"], case["train"][0], rep) for c in case["controls"]]
                     cells += [(m["name"], m["params"], tp, rep) for tp in case["train"] for m in case["methods"]]
                 for method, mparams, tp, measures in cells:
+                    trained = bool(method) and get_method(method).trainable
                     run = Run(spec["name"], case["generator"]["name"], gp, method, mparams, tp, measures,
-                              tuple(case["tasks"]), seed, spec["base_seed"], spec["device"])
+                              tuple(case["tasks"]), seed, spec["base_seed"], spec["device"],
+                              train_keys=varying if trained else ())
                     key = _json_key(run.key())
                     if key in runs:
                         old = runs[key]

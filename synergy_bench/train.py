@@ -1,6 +1,8 @@
 """The one training loop: every trainable method is fitted here."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 from typing import Any
 
@@ -66,7 +68,7 @@ def make_optimizer(method: Method, params: dict[str, Any]) -> torch.optim.Optimi
 
 
 def fit(method: Method, generator: Generator, train: dict[str, Any], params: dict[str, Any],
-        seed: int) -> list[float]:
+        seed: int, on_epoch: Callable[[int], None] | None = None) -> list[float]:
     """Fit ``method`` on fresh views of the training latents.
 
     Each step draws a batch, renders the views ``method.views`` asks for (:func:`draw_views`;
@@ -87,6 +89,8 @@ def fit(method: Method, generator: Generator, train: dict[str, Any], params: dic
         ``TrainParams`` as a dict.
     seed : int
         Seeds the batch order and the views.
+    on_epoch : callable, optional
+        Called with the epoch's index after each epoch, the method in eval mode (e.g. to probe it).
 
     Returns
     -------
@@ -123,6 +127,10 @@ def fit(method: Method, generator: Generator, train: dict[str, Any], params: dic
         if not math.isfinite(mean):
             raise TrainingDiverged(f"loss is {mean} at epoch {epoch}; lower train.lr or check the inputs")
         history.append(mean)
+        if on_epoch is not None:
+            method.eval()
+            on_epoch(epoch)
+            method.train()
     method.eval()
     return history
 

@@ -265,3 +265,27 @@ def test_report_of_a_folder_of_folders_and_the_html_hooks(tiny, tmp_path, monkey
 def test_check_subcommand_runs_the_contract_checks(tmp_path, capsys):
     assert main(["check", str(tmp_path / "absent.py"), "--device", "cpu"]) == 1
     assert "FAIL  loads: plug-in file" in capsys.readouterr().out
+
+
+def test_test_set_selection_keeps_the_best_probed_epoch_and_says_so(tmp_path):
+    """train.select: best_test probes the test set every eval_every epochs (and after the last),
+    keeps the best epoch's weights, and records the protocol in the label and the details; a
+    train grid names its varying keys in the method label."""
+    spec = {"name": "sel", "generator": {"name": "latent", "n_train": 512, "n_test": 256},
+            "methods": ["cross"], "controls": [], "tasks": ["R", "S"], "seeds": [0],
+            "measures": [{"name": "probe", "prediction_pid": False}],
+            "train": {"epochs": 3, "batch_size": 64, "eval_every": 2, "select": ["last", "best_test"]}}
+    path = tmp_path / "sel.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--workers", "1"]) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(df.method_label) == {"cross[train.select=last]", "cross[train.select=best_test]"}
+    last = [json.loads(d) for d in df[df.method_label == "cross[train.select=last]"].details]
+    assert not any("select" in d for d in last)
+    best = {json.dumps({k: v for k, v in json.loads(d).items() if k in ("select", "selected_epoch", "test_scores")})
+            for d in df[df.method_label == "cross[train.select=best_test]"].details}
+    assert len(best) == 1  # one selection per run
+    chosen = json.loads(best.pop())
+    epochs, scores = zip(*chosen["test_scores"])
+    assert chosen["select"] == "best_test" and epochs == (1, 2)  # every 2nd epoch and the last
+    assert chosen["selected_epoch"] == epochs[int(np.argmax(scores))]

@@ -27,7 +27,8 @@ def test_grid_expansion_over_generator_method_and_train():
     assert len(runs) == 2 * 2 * 2 * 2  # k x mask_ratio x epochs x seeds
     assert len({r.run_id for r in runs}) == len(runs)
     assert [r.index for r in runs] == list(range(len(runs)))
-    assert {r.method_label for r in runs} == {"infmasking[mask_ratio=0.5]", "infmasking"}
+    assert {r.method_label for r in runs} == {"infmasking[mask_ratio=0.5,train.epochs=1]", "infmasking[train.epochs=1]",
+                                              "infmasking[mask_ratio=0.5,train.epochs=2]", "infmasking[train.epochs=2]"}
     # the data seed is shared by all methods of a repetition; variants of one method start from
     # the same weights (their method seed), another method does not
     same = [r for r in runs if r.seed == 0 and r.generator_params["k"] == 2]
