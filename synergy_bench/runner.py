@@ -107,7 +107,7 @@ def execute(run: Run) -> list[dict[str, Any]]:
         history, seconds = [], 0.0
         selection = {}
         if run.method:
-            history, seconds, ctx.embed, selection = _train(run, generator, ctx, device)
+            history, seconds, selection = _train(run, generator, ctx, device)
         base = {"run_id": run.run_id, "experiment": run.experiment, "generator": run.generator,
                 "generator_label": run.generator_label,
                 "generator_params": json.dumps(run.generator_params, sort_keys=True),
@@ -133,11 +133,11 @@ def execute(run: Run) -> list[dict[str, Any]]:
 
 
 def _train(run: Run, generator, ctx, device: str):
-    """Fit the run's method (if trainable); its loss history, the seconds it took, and the
-    function that embeds the 'probe' or 'test' samples."""
+    """Build the run's method and fit it (if trainable), setting ``ctx.embed``, ``ctx.method`` and
+    ``ctx.inputs``; its loss history, the seconds training took, and the record of the test-set
+    selection (empty under ``train.select: last``)."""
     train = to_torch(ctx.train, device)
     method = build_method(run, [x.shape[1:] for x in ctx.train["x"]], device)
-    t0 = time.perf_counter()
     labelled = {**train, "y": {t: train["y"][t] for t in run.tasks}}  # a supervised method sees the run's tasks
     splits = {"probe": train if ctx.probe is ctx.train else to_torch(ctx.probe, device),
               "test": to_torch(ctx.test, device)}
@@ -145,13 +145,15 @@ def _train(run: Run, generator, ctx, device: str):
     def embedding(split: str) -> np.ndarray:
         return embed(method, splits[split]["x"], amp=run.train["amp"]).numpy()
 
-    select = TestSelection(run, ctx, method, embedding) if run.trained and run.train["select"] == "best_test" else None
+    ctx.embed, ctx.method, ctx.inputs = embedding, method, lambda split: splits[split]["x"]
+    select = TestSelection(run, ctx) if run.trained and run.train["select"] == "best_test" else None
+    t0 = time.perf_counter()
     history = fit(method, generator, labelled, run.train, run.method_seed, select) if run.trained else []
     seconds = time.perf_counter() - t0
     if select is not None:
         select.restore()
         seconds -= select.seconds  # training time only, not the test-set probes
-    return history, seconds, embedding, (select.record() if select else {})
+    return history, seconds, (select.record() if select else {})
 
 
 class TestSelection:
@@ -163,8 +165,8 @@ class TestSelection:
     into every row's ``details``. CoMM's code probes the test pairs every epoch (Dufumier et al.
     2025); InfMasking's Trifeature numbers stop early on test probe accuracy."""
 
-    def __init__(self, run: Run, ctx, method, embedding):
-        self.run, self.ctx, self.method, self.embedding = run, ctx, method, embedding
+    def __init__(self, run: Run, ctx):
+        self.run, self.ctx, self.method, self.embedding = run, ctx, ctx.method, ctx.embed
         self.best, self.epoch, self.state, self.scores, self.seconds = -math.inf, -1, None, [], 0.0
 
     def __call__(self, epoch: int) -> None:

@@ -182,3 +182,29 @@ def test_readability_measure_runs_once_per_point_and_seed_and_refuses_a_generato
     assert main(["run", str(path), "--out", str(tmp_path / "out2")]) == 2
     assert "measure readability needs a generator that names each modality's discrete factors" in capsys.readouterr().err
     assert not (tmp_path / "out2").exists()
+
+
+def test_masked_embedding_keeps_the_published_token_count_and_is_the_full_one_unmasked():
+    """embed_masked with ratio 0 is embed; at ratio rho each modality keeps floor(L (1 - rho))
+    tokens, and the result differs from the full embedding; the measure skips unfused methods."""
+    import torch
+
+    from synergy_bench.check import tiny_method
+    from synergy_bench.measures.masked_probe import MaskedProbe
+    from synergy_bench.methods.comm import random_token_masks
+    from synergy_bench.check import batch
+    from synergy_bench.registry import get_method
+
+    xs = batch(0, b=6)
+    for name in ("comm", "infmasking"):
+        m = tiny_method(get_method(name)).eval()
+        gen = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            full = m.embed(xs)
+        assert torch.allclose(m.embed_masked(xs, 0.0, gen), full, atol=1e-6)
+        assert not torch.allclose(m.embed_masked(xs, 0.7, gen), full, atol=1e-3)
+    masks = random_token_masks([10, 4], 0.7, 3, 5, torch.Generator().manual_seed(1), torch.device("cpu"))
+    assert masks.shape == (3, 5, 14)
+    assert (masks[..., :10].sum(-1) == 7).all() and (masks[..., 10:].sum(-1) == 3).all()  # keep 3 and 1
+    ctx = SimpleNamespace(method=tiny_method(get_method("cross")))
+    assert MaskedProbe(MaskedProbe.Params())(ctx) == []

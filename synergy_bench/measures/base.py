@@ -52,6 +52,11 @@ class Context:
     embed : callable or None
         ``embed(split)`` -> (N, D) float32 array: the representation of the ``"probe"`` or
         ``"test"`` samples (computed once per split); None for a run without a method.
+    method : Method or None
+        The trained method (in eval mode), for measures that look inside it; None without one.
+    inputs : callable or None
+        ``inputs(split)`` -> the ``"probe"`` or ``"test"`` inputs as tensors on the device (a list
+        over modalities); None for a run without a method.
     """
 
     run: Any
@@ -61,6 +66,8 @@ class Context:
     probe: dict
     device: str
     embed: Callable[[str], np.ndarray] | None = None
+    method: Any = None
+    inputs: Callable[[str], list] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def embedding(self, split: str) -> np.ndarray:

@@ -74,6 +74,7 @@ class CoMM(Method):
 
     name = "comm"
     Params = FusionParams
+    trains_mask_token = False  # its views drop whole modalities from attention
 
     def __init__(self, params: FusionParams, shapes: list[tuple[int, ...]], seed: int):
         super().__init__(params, shapes, seed)
@@ -119,3 +120,30 @@ class CoMM(Method):
 
     def embed(self, xs):
         return self.fusion(self.tokens(xs))  # (B, d)
+
+    @torch.no_grad()
+    def embed_masked(self, xs: list[torch.Tensor], mask_ratio: float, gen: torch.Generator) -> torch.Tensor:
+        """The fused embedding of a masked view (B, d): in each sample a random fraction
+        ``mask_ratio`` of every modality's tokens is replaced by the mask token, keeping
+        floor(L_i (1 - ratio)) of its L_i tokens (InfMasking's masked views). A method that does not
+        train its mask token (CoMM, ``trains_mask_token`` False) drops the masked tokens from
+        attention instead, as its own modality views do."""
+        tokens = self.tokens(xs)
+        masks = random_token_masks(self.token_counts, mask_ratio, 1, tokens.shape[0], gen, tokens.device)[0]
+        if self.trains_mask_token:
+            return self.fusion(tokens, mask=masks)
+        return self.fusion(tokens, pad=masks)
+
+
+def random_token_masks(token_counts: list[int], mask_ratio: float, views: int, batch: int,
+                       gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(views, batch, N) bool, True = token masked: each view, sample and modality i keeps a
+    uniformly random subset of floor(L_i (1 - mask_ratio)) of its L_i tokens (a random permutation
+    per row; the count floored after a 1e-9 guard so that round-off cannot drop a token)."""
+    out = []
+    for count in token_counts:
+        keep = int(count * (1.0 - mask_ratio) + 1e-9)
+        noise = torch.rand(views, batch, count, generator=gen, device=device)
+        rank = noise.argsort(dim=-1).argsort(dim=-1)  # (views, batch, L_i): a random permutation
+        out.append(rank >= keep)
+    return torch.cat(out, dim=-1)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 
 from synergy_bench.losses import infmasking_mask_loss
-from synergy_bench.methods.comm import CoMM, FusionParams
+from synergy_bench.methods.comm import CoMM, FusionParams, random_token_masks
 from synergy_bench.registry import param, register_method
 
 
@@ -70,6 +70,7 @@ class InfMasking(CoMM):
 
     name = "infmasking"
     Params = InfMaskingParams
+    trains_mask_token = True
 
     def __init__(self, params: InfMaskingParams, shapes: list[tuple[int, ...]], seed: int):
         super().__init__(params, shapes, seed)
@@ -79,13 +80,8 @@ class InfMasking(CoMM):
     def sample_masks(self, batch: int, device: torch.device) -> torch.Tensor:
         """(T, batch, N) bool, True = token replaced by the mask token; each modality i keeps
         floor(L_i (1 - rho)) of its L_i tokens."""
-        p, out = self.params, []
-        for count in self.token_counts:
-            keep = int(count * (1.0 - p.mask_ratio) + 1e-9)
-            noise = torch.rand(p.num_masks, batch, count, generator=self.rng, device=device)
-            rank = noise.argsort(dim=-1).argsort(dim=-1)  # (T, batch, L_i): a random permutation
-            out.append(rank >= keep)
-        return torch.cat(out, dim=-1)
+        return random_token_masks(self.token_counts, self.params.mask_ratio, self.params.num_masks, batch,
+                                  self.rng, device)
 
     def terms(self, views1, views2, epoch, max_epochs):
         p, n = self.params, len(self.shapes)
