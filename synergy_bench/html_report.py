@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from synergy_bench.registry import UserError
 from synergy_bench.results import load

@@ -104,7 +104,7 @@ def read_completed(path: Path) -> tuple[dict[str, int | None], bool]:
         count = parts[1] if len(parts) == 2 else None
         if len(parts) > 2 or not _RUN_ID.fullmatch(parts[0]) or count is not None and not count.isdigit():
             raise _damaged(path, f"line {number} is not 'RUN_ID ROWS' ({line[:40]!r})",
-                           f"delete that line (its run is recomputed) and rerun")
+                           "delete that line (its run is recomputed) and rerun")
         done[parts[0]] = int(count) if count is not None else None
     return done, torn
 
@@ -204,7 +204,7 @@ def load(out_dir: str | Path) -> pd.DataFrame:
         problem = _row_problem(header, fields)
         if problem:
             raise _damaged(path, f"line {number} {problem}",
-                           f"rerun the command that made it (the damaged run is recomputed) or delete that line")
+                           "rerun the command that made it (the damaged run is recomputed) or delete that line")
         row = dict(zip(header, fields))
         if not done or row["run_id"] in done:
             out.append(_upgrade(row))

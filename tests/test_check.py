@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_registry import clean_registry  # noqa: F401 — fixture
 
 from synergy_bench import check
 from synergy_bench.registry import GENERATORS, METHODS, load_plugins

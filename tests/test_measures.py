@@ -18,7 +18,6 @@ from synergy_bench.measures.probe import Probe, ProbeParams
 from synergy_bench.registry import make_params
 from synergy_bench.results import COLUMNS, load
 from synergy_bench.tables import Stat, Table, latex_escape, render
-from test_registry import clean_registry  # noqa: F401 — fixture
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 estimate_module = importlib.import_module("synergy_bench.pid.estimate")  # the package exports a function of that name

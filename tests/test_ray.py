@@ -12,7 +12,6 @@ from synergy_bench.registry import UserError
 from synergy_bench.registry import METHODS
 from synergy_bench.runner import _ray_resources, load_worker_plugins, plugin_sources
 from synergy_bench.spec import expand, resolve
-from test_registry import clean_registry  # noqa: F401 — fixture
 
 PLUGIN = ("import synergy_bench as sb\n\n\n@sb.register_method\nclass RayCross(sb.get_method('cross')):\n"
           "    name = 'ray_plugin_cross'\n")

@@ -40,26 +40,6 @@ class {cls}(CoMM):
 """
 
 
-@pytest.fixture
-def clean_registry():
-    """Undo every registration and plug-in load of the test."""
-    load_plugins()
-    tables = {kind: dict(t) for kind, t in registry._TABLES.items()}
-    state = dict(registry._plugins), list(registry._user_refs), registry._loaded
-    modules = set(sys.modules)
-    yield
-    for kind, table in registry._TABLES.items():
-        table.clear()
-        table.update(tables[kind])
-    registry._plugins.clear()
-    registry._plugins.update(state[0])
-    registry._user_refs[:] = state[1]
-    registry._loaded = state[2]
-    for name in set(sys.modules) - modules:
-        if name.startswith(("synergy_bench_plugin_", "ext_plugin")):
-            del sys.modules[name]
-
-
 def write(path, text):
     path.write_text(textwrap.dedent(text))
     return path

@@ -6,7 +6,6 @@ import yaml
 
 from synergy_bench.registry import UserError
 from synergy_bench.spec import apply_overrides, expand, load, read_spec, resolve
-from test_registry import clean_registry  # noqa: F401 — fixture
 
 BASE = {"name": "t", "generator": {"name": "latent", "n_train": 128, "n_test": 64},
         "methods": ["cross"], "tasks": ["R", "S"], "seeds": 2}

@@ -77,7 +77,7 @@ class PIDEstimate(Measure):
         """Where the truth is exact: mean |estimate - truth| per atom (± standard error over
         seeds) per case, task, estimator and N, then per estimator and N the mean over the
         case-tasks; where it is not: the estimated atoms."""
-        from synergy_bench.tables import Stat, Table, seeds_note
+        from synergy_bench.tables import Table, seeds_note
 
         frame = cells(df)
         out = []
