@@ -189,13 +189,6 @@ def fit_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
             "prior_won": prior_won, "temperature": float(temperature), **out}
 
 
-def linear_probe(train_x, train_y, test_x, test_y, n_classes, rng, Cs=(0.01, 0.1, 1.0, 10.0),
-                 holdout=0.2, max_iter=500) -> dict:
-    """``fit_probe(kind='linear')`` with Cs, holdout and max_iter also positional."""
-    return fit_probe(train_x, train_y, test_x, test_y, n_classes, rng, kind="linear", Cs=Cs,
-                     holdout=holdout, max_iter=max_iter)
-
-
 # --------------------------------------------------------------------------- calibration
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from synergy_bench.data import Generator
 from synergy_bench.registry import METHODS, load_plugins, make_params
 from synergy_bench.train import draw_views, fit, make_optimizer
+from test_losses import clip_naive
 
 load_plugins()
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,16 +39,6 @@ def nt_xent_naive(a, b, tau):
         logits = [float(z[i] @ z[k]) / tau for k in range(2 * n) if k != i]
         pos = float(z[i] @ z[(i + n) % (2 * n)]) / tau
         total += -(pos - math.log(sum(math.exp(v) for v in logits)))
-    return total / (2 * n)
-
-
-def clip_naive(a, b, scale):
-    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
-    n, total = len(a), 0.0
-    for x, y in ((a, b), (b, a)):
-        for i in range(n):
-            den = sum(math.exp(scale * float(x[i] @ y[k])) for k in range(n))
-            total += -(scale * float(x[i] @ y[i]) - math.log(den))
     return total / (2 * n)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from synergy_bench.probe import entropy_bits, fit_probe, linear_probe
+from synergy_bench.probe import entropy_bits, fit_probe
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -104,15 +104,6 @@ def test_same_seed_same_result(kind):
                      for _ in range(2))
     assert np.array_equal(first.pop("pred"), second.pop("pred"))
     assert first == second
-
-
-def test_linear_probe_is_fit_probe_linear():
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((300, 3))
-    y = (x[:, 0] > 0).astype(int)
-    a = linear_probe(*split(x, y, 200), 2, np.random.default_rng(0), [1.0], 0.25, 100)
-    b = fit_probe(*split(x, y, 200), 2, np.random.default_rng(0), Cs=[1.0], holdout=0.25, max_iter=100)
-    assert np.array_equal(a.pop("pred"), b.pop("pred")) and a == b
 
 
 def test_single_class_training_set_predicts_it_and_certifies_nothing():
