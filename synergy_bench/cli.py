@@ -328,20 +328,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from synergy_bench import results, tables
 
     _load_plugins(args.plugin)
-    a, b = (results.load(Path(d)) for d in (args.dir_a, args.dir_b))
+    if (args.dir_b is None) == (args.methods is None):
+        raise UserError("give two folders (compare DIR_A DIR_B) or one folder and two methods "
+                        "(compare DIR --methods A B)")
+    if args.methods:
+        df = results.load(Path(args.dir_a))
+        found = set(df.method_label.fillna(""))
+        for m in args.methods:
+            if m not in found:
+                raise UserError(f"--methods {m!r} is not a method of {args.dir_a}; choose from "
+                                f"{sorted(x for x in found if x)}")
+        a, b = (df[df.method_label == m].assign(method_label=f"{args.methods[1]} - {args.methods[0]}")
+                for m in args.methods)
+        name_a, name_b = args.methods
+    else:
+        a, b = (results.load(Path(d)) for d in (args.dir_a, args.dir_b))
+        name_a, name_b = args.dir_a, args.dir_b
     if args.metric:
         a, b = a[a.metric.isin(args.metric)], b[b.metric.isin(args.metric)]
     frame, only_a, only_b = tables.compare(a, b)
     if frame.empty:
-        raise UserError(f"{args.dir_a} and {args.dir_b} share no cell (generator point, method, measure, task, "
+        raise UserError(f"{name_a} and {name_b} share no cell (generator point, method, measure, task, "
                         "metric and seed); nothing to compare")
     if args.format == "csv":
         text = frame.to_csv(index=False).rstrip("\n")
     else:
-        text = tables.render([tables.compare_table(frame, args.dir_a, args.dir_b)], args.format)
+        text = tables.render([tables.compare_table(frame, name_a, name_b)], args.format)
     _write(text, args.out)
     if only_a or only_b:
-        print(f"not compared: {only_a} value(s) only in {args.dir_a}, {only_b} only in {args.dir_b}", file=sys.stderr)
+        print(f"not compared: {only_a} value(s) only in {name_a}, {only_b} only in {name_b}", file=sys.stderr)
     return 0
 
 
@@ -672,12 +687,17 @@ def parser() -> argparse.ArgumentParser:
     rep.add_argument("--plugin", action="append", metavar="FILE.py|MODULE", help=PLUGIN_HELP)
     rep.set_defaults(fn=cmd_report)
 
-    cmp_ = command("compare", "paired differences between two results folders over the cells and seeds they share",
+    cmp_ = command("compare", "paired differences between two results folders, or two methods of one folder, over "
+                              "the cells and seeds they share",
                    "For every cell (generator point, method, measure, task, metric) and seed both folders hold: "
                    "the mean of each and the mean difference B - A with its standard error over the "
-                   "shared seeds.\n\n  synergy-bench compare results/quick results/quick-new --metric bits")
+                   "shared seeds. With --methods A B, the two methods of one folder are paired instead.\n\n"
+                   "  synergy-bench compare results/quick results/quick-new --metric bits\n"
+                   "  synergy-bench compare results/reference/quick --methods comm infmasking")
     cmp_.add_argument("dir_a", metavar="DIR_A", help="results folder A")
-    cmp_.add_argument("dir_b", metavar="DIR_B", help="results folder B")
+    cmp_.add_argument("dir_b", metavar="DIR_B", nargs="?", help="results folder B")
+    cmp_.add_argument("--methods", nargs=2, metavar=("A", "B"),
+                      help="pair method settings A and B (their labels) of DIR_A instead of two folders")
     cmp_.add_argument("--metric", action="append", metavar="METRIC",
                       help="compare only this metric (repeatable; default: every metric)")
     cmp_.add_argument("--format", default="text", choices=FORMATS, help="text, markdown, latex or csv")

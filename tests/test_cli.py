@@ -140,6 +140,25 @@ def test_compare_pairs_the_shared_seeds(tiny, tmp_path, capsys):
     assert "share no cell" in capsys.readouterr().err
 
 
+def test_compare_pairs_two_methods_of_one_folder(tiny, capsys):
+    out, _ = tiny
+    df = pd.read_csv(out / "results.csv")
+    a, b = sorted(set(df.method_label))[:2]
+    capsys.readouterr()
+    assert main(["compare", str(out), "--methods", a, b, "--format", "csv"]) == 0
+    frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    cell = frame[(frame.task == frame.task.iloc[0]) & (frame.metric == "bits")].iloc[0]
+    pick = df[(df.task == cell.task) & (df.metric == "bits")]
+    by_seed = pick.pivot_table(index="seed", columns="method_label", values="value")
+    diffs = by_seed[b] - by_seed[a]
+    assert set(frame.method_label) == {f"{b} - {a}"} and cell.n == len(diffs)
+    assert cell["diff"] == pytest.approx(diffs.mean()) and cell.se == pytest.approx(diffs.std() / np.sqrt(len(diffs)))
+    assert main(["compare", str(out), "--methods", a, "nope"]) == 2
+    assert "--methods 'nope' is not a method of" in capsys.readouterr().err
+    assert main(["compare", str(out)]) == 2
+    assert "give two folders" in capsys.readouterr().err
+
+
 def test_dry_run_prints_the_resolved_spec_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "never"
     assert main(["run", "quick", "--dry-run", "--out", str(out), "--set", "generator.k=[2,4]",
