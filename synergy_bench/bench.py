@@ -322,7 +322,7 @@ def bench_train(repeats: int = 3, seed: int = 0, device: str = "cpu", sizes: Seq
         One ``seconds`` row per configuration and reference (``max_abs_diff``: |loss difference|
         of the first step, or of the epoch's mean loss).
     """
-    from synergy_bench.methods.base import EncoderParams
+    from synergy_bench.methods.infmasking import InfMaskingParams
 
     if sizes is None:
         sizes = (("quick sizes", 128, {}), ("large", 256, {"embed_dim": 256, "num_masks": 6}))
@@ -336,9 +336,9 @@ def bench_train(repeats: int = 3, seed: int = 0, device: str = "cpu", sizes: Seq
                                  repeats, how, cpu=(ours_cpu, ref_cpu)))
 
         for label, batch, params in sizes:
-            full = {**{f.name: f.default for f in dataclasses.fields(EncoderParams)}, **params}
+            full = {**{f.name: f.default for f in dataclasses.fields(InfMaskingParams)}, **params}
             case = (f"{label}: step, B={batch} E={full['embed_dim']} d={full['d_model']} "
-                    f"T={params.get('num_masks', 6)}")
+                    f"T={full['num_masks']}")
             add(case, "seconds per step", _step_times(params, batch, seed, dev, repeats, lr=1e-3),
                 "median after one warm-up step")
         if epoch:

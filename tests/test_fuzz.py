@@ -57,7 +57,7 @@ TINY = ["--set", "generator.n_train=128", "--set", "generator.n_test=64", "--set
     (["pid", "latent", "--set", "n_modalities=3", "--estimator", "cluster"], "the estimators take two modalities"),
     (["report", "{tmp}/nothing"], "no results.csv"),
     (["report", "{tmp}", "--format", "html"], "argument --format: invalid choice: 'html'"),
-    (["compare", "{tmp}/a"], "the following arguments are required: DIR_B"),
+    (["compare", "{tmp}/a"], "give two folders (compare DIR_A DIR_B) or one folder and two methods"),
 ])
 def test_refusals_are_one_line_and_write_nothing(tmp_path, capsys, argv, message):
     (tmp_path / "empty.npy").write_bytes(b"")

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.optimize
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -320,8 +320,25 @@ tables = st.tuples(st.integers(1, 4), st.integers(1, 4), st.integers(1, 4)).flat
 nonzero_tables = tables.filter(lambda p: p.sum() > 0)  # an all-zero table is refused (test_invalid_tables_raise)
 
 
+def _sparse_table(shape, cells):
+    p = np.zeros(shape)
+    for index, value in cells.items():
+        p[index] = value
+    return p
+
+
+# tables whose tiny marginals once stalled the solver's steps short of a certificate
+STALLED = [_sparse_table((3, 4, 4), {(0, 0, 0): 1e-6, (0, 3, 2): 0.3, (1, 1, 0): 1e-6, (1, 1, 2): 1e-6,
+                                     (2, 1, 1): 1e-6, (2, 3, 2): 1e-6}),
+           _sparse_table((2, 2, 4), {(0, 0, 0): 0.01, (0, 0, 2): 0.01, (0, 0, 3): 0.01, (0, 1, 1): 1e-6,
+                                     (0, 1, 3): 2.5, (1, 0, 0): 1e-6, (1, 0, 1): 1e-6, (1, 0, 2): 0.3,
+                                     (1, 1, 0): 1e-6, (1, 1, 1): 1e-6})]
+
+
 @settings(max_examples=120, deadline=None)
 @given(nonzero_tables)
+@example(STALLED[0])
+@example(STALLED[1])
 def test_decomposition_identities(p):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)          # every table gets certified

@@ -1,11 +1,9 @@
 """Estimator validation through the one engine: the estimators spec, the rows the PID measures
-write through the results store, resuming, the tables and figures, and the committed folder of
+write through the results store, resuming, the tables and figures, and reading a folder of
 the former layout."""
 import json
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
@@ -18,7 +16,6 @@ from synergy_bench.spec import expand, load as load_spec, resolve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-ROOT = Path(__file__).resolve().parents[1]
 ATOMS = ("redundancy", "unique1", "unique2", "synergy")
 TINY_BATCH = {"name": "pid_batch", "hidden": 8, "layers": 1, "max_epochs": 2, "patience": 1, "align_epochs": 1,
               "sinkhorn_iters": 10}
@@ -117,21 +114,32 @@ def test_rerun_skips_completed_runs_and_validate_is_an_alias(tiny_run, capsys):
     assert (out / "results.csv").read_text() == before
 
 
-def test_the_committed_folder_of_the_former_layout_reports(capsys):
-    """results/estimators was written by the former validation pipeline (cell ids, `samples`,
-    `abs_error`): it loads upgraded, and its table gives the errors it stored."""
-    folder = ROOT / "results" / "estimators"
-    raw = pd.read_csv(folder / "results.csv")
-    if "samples" not in raw.columns:
-        pytest.skip("the folder has been rerun in today's layout")
-    df = load(folder)
-    assert set(df.measure) == {"pid_cluster", "pid_batch"} and (df.method == "").all()
-    assert len(df) == len(raw)
-    assert main(["report", str(folder)]) == 0
+FORMER_HEADER = ("run_id,experiment,generator,generator_label,generator_params,method,method_label,method_params,"
+                 "trained,grid_index,seed,task,metric,value,chance,truth_bits,truth_redundancy,truth_unique1,"
+                 "truth_unique2,truth_synergy,train_seconds,final_loss,device,version,samples,truth,abs_error,needed")
+FORMER_PARAMS = '"{""dim"": 32, ""k"": 2, ""n_test"": 2000, ""synergy"": ""xor""}"'
+
+
+def test_a_folder_of_the_former_layout_loads_and_reports(tmp_path, capsys):
+    """The former validation pipeline wrote cell ids, `samples`, `truth`, `abs_error` and the
+    estimator as the method: such a folder loads upgraded (a pid_<estimator> measure, no method,
+    the sample size as n_train), and its table gives the errors it stored."""
+    errors = {"redundancy": 0.012, "unique1": 0.0018, "unique2": 0.0021, "synergy": 0.3125}
+    lines = [FORMER_HEADER]
+    for metric, err in errors.items():
+        truth = 1.0 if metric == "synergy" else 0.0
+        value = truth - err if metric == "synergy" else err
+        lines.append(f"95d4d29bad7e87e5,estimators,latent,latent[k=2],{FORMER_PARAMS},cluster,cluster,"
+                     f'"{{""clusters"": 20}}",False,6,0,S,{metric},{value},,1.0,0.0,0.0,0.0,1.0,0.126,,cpu,0.1.0,'
+                     f'1000,{truth},{err},"{{""clusters"": [20, 20]}}"')
+    (tmp_path / "results.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "completed.txt").write_text("95d4d29bad7e87e5\n")
+    df = load(tmp_path)
+    assert set(df.measure) == {"pid_cluster"} and (df.method == "").all() and len(df) == 4
+    assert (df.generator_label == "latent[k=2,n_train=1000]").all()
+    assert main(["report", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    row = raw[(raw.method == "cluster") & (raw.samples == 1000) & (raw.generator_label == "latent[k=2]")
-              & (raw.task == "S") & (raw.metric == "synergy")].iloc[0]
-    case = case_label("latent", json.loads(row.generator_params), "")  # today's defaults differ
+    case = case_label("latent", json.loads(FORMER_PARAMS[1:-1].replace('""', '"')) | {"n_train": 1000}, "")
     line = next(ln for ln in text.splitlines() if ln.startswith(case + " ") and " S " in ln
                 and " 1000 " in ln and "pid_cluster" in ln)
-    assert f"{row.abs_error:.3f}" in line.split()
+    assert line.split()[4:8] == ["0.012", "0.002", "0.002", "0.312"], line
