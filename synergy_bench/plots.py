@@ -197,12 +197,13 @@ def synergy_frame(df: pd.DataFrame, task: str = "S") -> pd.DataFrame:
     information, bits / truth_bits per seed (``fraction_*``, NaN where truth_bits = 0), and the
     balanced accuracy (``acc_*``), each as mean and standard error over seeds, and the seed count
     ``n_seeds``; plus one column per varying generator parameter. ``attrs["varying"]`` lists those
-    parameters. The frame is empty unless at least two generator settings have different, known
-    exact synergy.
+    parameters. Only generators with at least two settings of different, known exact synergy
+    take part; the frame is empty if there is none.
     """
     sub = df[df.task == task]
-    truth = sub.groupby("generator_label", sort=False).truth_synergy.first().dropna()
-    if truth.nunique() < 2:
+    points = sub.groupby("generator_label", sort=False)[["generator", "truth_synergy"]].first().dropna()
+    truth = points.truth_synergy[points.groupby("generator").truth_synergy.transform("nunique") >= 2]
+    if truth.empty:
         return pd.DataFrame()
     sub = sub[sub.generator_label.isin(truth.index)]
     keys = ["generator_label", "method_label"]

@@ -117,6 +117,18 @@ def test_synergy_frame_needs_two_exact_synergies():
     assert plots.synergy_frame(df).empty
 
 
+def test_synergy_frame_compares_settings_of_one_generator_only():
+    """Two generators with one setting each (different exact S) give no synergy curve; a generator
+    with two settings beside them gives one over its own settings."""
+    one = results_frame("latent", [{"k": 2, "label_noise": 0.0}], [("comm", {})], ["S"], _syn_value, _syn_truth)
+    other = results_frame("bitwise", [{"k": 4, "label_noise": 0.0}], [("comm", {})], ["S"], _syn_value, _syn_truth)
+    assert plots.synergy_frame(pd.concat([one, other])).empty
+    two = results_frame("latent", [{"k": k, "label_noise": 0.0} for k in (2, 4)], [("comm", {})], ["S"],
+                        _syn_value, _syn_truth)
+    frame = plots.synergy_frame(pd.concat([two, other]))
+    assert sorted(frame.k) == [2, 4] and set(frame.generator_label) == set(two.generator_label)
+
+
 # ---------------------------------------------------------------------------- masking ablation
 def _mask_value(gp, method, mp, task, metric, seed):
     if method == "comm":
