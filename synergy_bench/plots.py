@@ -118,7 +118,10 @@ def _clip_marks(ax, x, y, lo: float, hi: float, color) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- R/U/S bars
 def grid_points(df: pd.DataFrame) -> list[str]:
-    """Each row's generator grid point, named by the parameters that vary (e.g. ``k=4 label_noise=0.1``)."""
+    """Each row's generator grid point, named by the parameters that vary (e.g. ``k=4 label_noise=0.1``),
+    or by its generator label where the rows come from several generators."""
+    if df.generator.nunique() > 1:
+        return list(df.generator_label)
     params = _parse(df.generator_params)
     keys = _varying(params)
     return [" ".join(f"{k}={p.get(k)}" for k in keys) for p in params]
@@ -172,7 +175,9 @@ def _draw_rus_heat(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Pat
     se = frame.pivot(index="method_label", columns="task", values="se").reindex(index=methods, columns=tasks)
     chance = frame.drop_duplicates("task").set_index("task").chance.reindex(tasks).to_numpy()
     share = (mean.to_numpy() - chance) / (1.0 - chance)
-    fig, ax = plt.subplots(figsize=(2.8 + 0.62 * len(tasks), 1.3 + 0.36 * len(methods)))
+    rotate = len(tasks) > 4 or max(len(str(t)) for t in tasks) > 8
+    tick_inches = 0.055 * max(len(m) for m in methods), (0.045 * max(len(str(t)) for t in tasks) if rotate else 0.2)
+    fig, ax = plt.subplots(figsize=(1.8 + tick_inches[0] + 0.62 * len(tasks), 1.1 + tick_inches[1] + 0.36 * len(methods)))
     im = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     for (a, b), v in np.ndenumerate(mean.to_numpy()):
         if np.isfinite(v):
@@ -180,8 +185,8 @@ def _draw_rus_heat(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Pat
             text = f"{v:.2f}" + (f"\n±{s:.2f}" if np.isfinite(s) else "")
             ax.text(b, a, text, ha="center", va="center", fontsize=7 if len(tasks) <= 8 else 5.5, linespacing=0.9,
                     color="k" if share[a, b] > 0.6 else "w")
-    ax.set_xticks(range(len(tasks)), tasks, rotation=35 if len(tasks) > 4 else 0,
-                  ha="right" if len(tasks) > 4 else "center", fontsize=7)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=35 if rotate else 0, ha="right" if rotate else "center",
+                  fontsize=7)
     ax.set_yticks(range(len(methods)), methods, fontsize=7)
     ax.set_title(f"{title}\nbalanced accuracy (test), {error_note(frame.n)}", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02).set_label("(accuracy − chance) / (1 − chance)", fontsize=7)

@@ -80,6 +80,10 @@ def test_one_task_grid_gets_one_figure_with_a_group_per_point(tmp_path):
     assert written(plots.report(df, tmp_path)) == ["rus.pdf", "rus.png"]
     frame = plots.rus_frame(df.assign(task=plots.grid_points(df)))
     assert list(frame.task) == ["noise=0.25", "noise=0.75"] and np.allclose(frame["mean"], [0.35, 0.85])
+    other = results_frame("bitwise", [{"noise": 0.5}], [("comm", {})], ["S"], lambda *a: 0.5)
+    both = pd.concat([df, other])                  # several generators: points named by their labels
+    assert list(dict.fromkeys(plots.grid_points(both))) == ["latent[k=2,noise=0.25]", "latent[k=2,noise=0.75]",
+                                                             "bitwise[noise=0.5]"]
 
 
 # ---------------------------------------------------------------------------- synergy strength
