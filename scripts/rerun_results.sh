@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 specs=("$@")
-[ ${#specs[@]} -gt 0 ] || specs=(quick tokenizers selection synergy_strength)
+[ ${#specs[@]} -gt 0 ] || specs=(quick tokenizers selection synergy_strength ceiling)
 for spec in "${specs[@]}"; do
   out="results/$spec"
   [ "$spec" = quick ] && out="results/reference/quick"
