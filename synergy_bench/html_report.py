@@ -397,8 +397,7 @@ def shown_labels(df: pd.DataFrame) -> pd.DataFrame:
         return df
     method = df.method_label.fillna("").astype(str)
     measure = df.measure_label.fillna("").astype(str)
-    several = measure[method != ""].nunique() > 1
-    label = method.where(~several | (method == ""), method + " · " + measure)
+    label = method + " · " + measure if measure[method != ""].nunique() > 1 else method
     return df.assign(method_label=label.where(method != "", measure))
 
 

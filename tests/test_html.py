@@ -104,6 +104,17 @@ def test_no_leaderboard_without_a_synergy_task():
     assert html_report.leaderboard(df).empty
 
 
+def test_rows_of_several_measures_are_told_apart():
+    """A folder with two measures of the same methods shows each method once per measure (never
+    a mean over measures); a folder with one measure shows the bare method labels."""
+    df = results_frame("latent", [{"k": 2}], [("comm", {})], ["S"], lambda *a: 0.5)
+    two = pd.concat([df.assign(measure_label="probe"), df.assign(measure_label="masked_probe", value=0.9)])
+    frame, _ = html_report.summary_rows(html_report.shown_labels(two))
+    assert sorted(frame.method_label) == ["comm · masked_probe", "comm · probe"]
+    assert sorted(frame["balanced_accuracy|mean"]) == pytest.approx([0.5, 0.9])
+    assert list(html_report.shown_labels(df.assign(measure_label="probe")).method_label.unique()) == ["comm"]
+
+
 def test_variant_keys_name_only_what_a_folder_varies_off_the_defaults():
     methods = [_inf(0.7, 6, 1.0), _inf(0.3, 6, 1.0), _inf(0.7, 2, 1.0), ("comm", {"n_tokens": 10}),
                ("my_own_method", {"width": 3})]
