@@ -411,13 +411,18 @@ def draw_masking(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]
 
 
 # ---------------------------------------------------------------------------- ours vs published
+#: the Trifeature data of the published tables (CoMM and InfMasking): a comparison needs them
+PUBLISHED_DATA = {"image_size": 224, "n_train": 10000}
+
+
 def published_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Our Trifeature balanced accuracy (%) beside the published numbers; empty if none correspond.
 
     One row per (generator label, method label, task, published row of that method) where our run
     corresponds to the published one: the method's parameters equal the published ``setting``
     (:class:`~synergy_bench.published.PublishedRow`), and, where the generator has a ``protocol``
-    parameter, R and U come from the R/U protocol and S from the S protocol. Columns
+    parameter, R and U come from the R/U protocol and S from the S protocol, and the data are the
+    published ones (:data:`PUBLISHED_DATA`: 224 px images, 10,000 training pairs). Columns
     ``ours_mean``, ``ours_se`` (over seeds, NaN for one seed), ``n_seeds``, ``published_mean``,
     ``published_std`` (NaN where the paper gives none), ``deviation`` = (ours_mean -
     published_mean) / published_std, ``chance``, ``source``.
@@ -426,7 +431,11 @@ def published_frame(df: pd.DataFrame) -> pd.DataFrame:
              & df.task.isin(list(TRIFEATURE_TASKS))]
     if sub.empty:
         return pd.DataFrame()
-    protocol = pd.Series([p.get("protocol") for p in _parse(sub.generator_params)], index=sub.index)
+    gen_params = pd.Series(_parse(sub.generator_params), index=sub.index)
+    sub = sub[[all(p.get(k) == v for k, v in PUBLISHED_DATA.items()) for p in gen_params]]
+    if sub.empty:
+        return pd.DataFrame()
+    protocol = gen_params[sub.index].map(lambda p: p.get("protocol"))
     method_params = pd.Series(_parse(sub.method_params), index=sub.index)
     order = {m: i for i, m in enumerate(_method_order(df))}
     rows = []

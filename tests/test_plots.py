@@ -191,8 +191,9 @@ def _tri_value(gp, method, mp, task, metric, seed):
     return ours + 0.01 * (seed - 1)
 
 
-def _tri_df(methods=(COMM, INF, ("supervised", {}))):
-    return results_frame("trifeature", [{"protocol": "ru"}, {"protocol": "s"}], list(methods),
+def _tri_df(methods=(COMM, INF, ("supervised", {})), size=224):
+    grid = [{"protocol": p, "image_size": size, "n_train": 10000} for p in ("ru", "s")]
+    return results_frame("trifeature", grid, list(methods),
                          ["R", "U1", "U2", "S"], _tri_value, chance=lambda t: 0.5 if t == "S" else 0.1)
 
 
@@ -200,8 +201,8 @@ def test_published_frame_deviations_in_published_std():
     frame = plots.published_frame(_tri_df())
     pub = {(r.name, t): v for r in TRIFEATURE for t, v in r.scores.items()}
     # R and U from the ru protocol, S from the s protocol; supervised has no published row
-    assert set(zip(frame.generator_label, frame.task)) == {
-        ("trifeature[protocol=ru]", "R"), ("trifeature[protocol=ru]", "U1"), ("trifeature[protocol=s]", "S")}
+    ru, s = "trifeature[image_size=224,n_train=10000,protocol=ru]", "trifeature[image_size=224,n_train=10000,protocol=s]"
+    assert set(zip(frame.generator_label, frame.task)) == {(ru, "R"), (ru, "U1"), (s, "S")}
     assert set(frame.method) == {"comm", "infmasking"}
     assert (frame.method == "comm").sum() == 5  # R once, U and S against both CoMM rows
     r = frame[(frame.published == "CoMM") & (frame.task == "R")].iloc[0]
@@ -227,8 +228,15 @@ def test_published_only_for_the_published_setting():
     assert set(concat.published) == {"FactorCL"} and len(concat) == 3
 
 
+def test_no_published_comparison_off_the_published_data():
+    """The cpu profiles' 32 px images (or fewer pairs) are not the published setting."""
+    assert plots.published_frame(_tri_df(size=32)).empty
+    assert plots.published_frame(_tri_df().assign(generator_params=lambda d: d.generator_params.str.replace(
+        '"n_train": 10000', '"n_train": 2000'))).empty
+
+
 def test_published_deviation_is_missing_without_a_published_std():
-    df = results_frame("trifeature", [{"protocol": "ru"}], [("cross", {})], ["R", "U1"],
+    df = results_frame("trifeature", [{"protocol": "ru", "image_size": 224, "n_train": 10000}], [("cross", {})], ["R", "U1"],
                        lambda gp, m, mp, t, metric, s: 0.9, chance=lambda t: 0.1)
     frame = plots.published_frame(df)
     assert len(frame) == 2 and frame.deviation.isna().all() and frame.published_std.isna().all()
