@@ -176,8 +176,9 @@ def _draw_rus_heat(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Pat
     chance = frame.drop_duplicates("task").set_index("task").chance.reindex(tasks).to_numpy()
     share = (mean.to_numpy() - chance) / (1.0 - chance)
     rotate = len(tasks) > 4 or max(len(str(t)) for t in tasks) > 8
-    tick_inches = 0.055 * max(len(m) for m in methods), (0.045 * max(len(str(t)) for t in tasks) if rotate else 0.2)
-    fig, ax = plt.subplots(figsize=(1.8 + tick_inches[0] + 0.62 * len(tasks), 1.1 + tick_inches[1] + 0.36 * len(methods)))
+    label_width = 0.055 * max(len(m) for m in methods)                      # inches of tick text
+    label_height = 0.045 * max(len(str(t)) for t in tasks) if rotate else 0.2
+    fig, ax = plt.subplots(figsize=(1.8 + label_width + 0.62 * len(tasks), 1.1 + label_height + 0.36 * len(methods)))
     im = ax.imshow(share, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     for (a, b), v in np.ndenumerate(mean.to_numpy()):
         if np.isfinite(v):

@@ -409,9 +409,9 @@ def _interior_point(a: np.ndarray, b: np.ndarray, gap_tol: float, cautious: bool
     (the first says that Q = s_k p_k has the marginals of P), reduced to one symmetric positive
     definite system in z. A step stops short of the boundary of s, v > 0, and is also kept
     short enough that no g_k exceeds its linear prediction by more than two nats (beyond
-    that the Newton model of the nonlinear g_k is not to be trusted; see ``trusted_step``). The centring target is
-    kept above a multiple of the residual so that the iterates cannot reach the boundary before
-    they reach feasibility: a small multiple by default, a large one with ``cautious``, which
+    that the Newton model of the nonlinear g_k is not to be trusted; see ``trusted_step``).
+    The centring target is kept above a multiple of the residual so that the iterates cannot
+    reach the boundary before they reach feasibility: a small multiple by default, a large one with ``cautious``, which
     also factorises the Newton matrix whole (slower, but robust on tables with tiny or
     structurally sparse marginals). Once gap and residuals are small the iterate is certified
     (see ``_certify``) until the certificate meets ``gap_tol`` or has not improved ``patience``
