@@ -325,26 +325,28 @@ def _results_table(frame: pd.DataFrame, varying: dict[str, list[str]], metrics: 
 
 
 def _figure_order(path: Path) -> tuple:
-    """Figures in the order of :mod:`synergy_bench.plots` (bars, synergy, masking, published, any
-    other), each image before its text table."""
+    """Figures in the order of :mod:`synergy_bench.plots` (one measure's folder after another;
+    within it bars, synergy, masking, published, any other), each image before its text table."""
     kinds = ("rus", "synergy", "masking", "published")
     kind = next((i for i, k in enumerate(kinds) if path.stem.startswith(k)), len(kinds))
-    return kind, path.stem, path.suffix != ".png"
+    return path.parent.as_posix(), kind, path.stem, path.suffix != ".png"
 
 
 def _figures(folder: Path) -> str:
+    """Every figure under ``folder/figures``, measures' subfolders included, inline."""
     fig_dir = folder / "figures"
-    files = sorted(fig_dir.glob("*"), key=_figure_order) if fig_dir.is_dir() else []
+    files = sorted(fig_dir.rglob("*"), key=_figure_order) if fig_dir.is_dir() else []
     parts = []
     for f in files:
+        name = _e(f.relative_to(fig_dir).as_posix())
         if f.suffix == ".png":
             data = base64.b64encode(f.read_bytes()).decode()
-            parts.append(f'<figure><img alt="{_e(f.name)}" src="data:image/png;base64,{data}">'
-                         f"<figcaption>figures/{_e(f.name)}</figcaption></figure>")
+            parts.append(f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>figures/{name}</figcaption></figure>")
         elif f.suffix == ".svg":
-            parts.append(f"<figure>{f.read_text()}<figcaption>figures/{_e(f.name)}</figcaption></figure>")
+            parts.append(f"<figure>{f.read_text()}<figcaption>figures/{name}</figcaption></figure>")
         elif f.suffix == ".txt":
-            parts.append(f"<figure><pre>{_e(f.read_text())}</pre><figcaption>figures/{_e(f.name)}</figcaption></figure>")
+            parts.append(f"<figure><pre>{_e(f.read_text())}</pre><figcaption>figures/{name}</figcaption></figure>")
     return "".join(parts) or "<p>No figures in this folder (<code>synergy-bench report DIR</code> draws them).</p>"
 
 

@@ -145,6 +145,19 @@ def test_report_is_one_self_contained_page_naming_every_method(tmp_path):
     assert f"{comm.mean():.3f} ± {comm.std(ddof=1) / np.sqrt(3):.3f}" in page
 
 
+def test_report_embeds_the_figures_of_every_measure(tmp_path):
+    """A folder of several measures keeps each measure's figures in its own subfolder; the page
+    shows them all, named by their path under figures/."""
+    folder = _folder(tmp_path / "exp", _synergy_df())
+    for sub in ("probe", "masked_probe"):
+        (folder / "figures" / sub).mkdir()
+        shutil.copy(next((folder / "figures").glob("*.png")), folder / "figures" / sub / "rus.png")
+    page = html_report.write_report(folder).read_text()
+    top = len(list((folder / "figures").glob("*.png")))
+    assert page.count('src="data:image/png;base64,') == top + 2
+    assert "figures/masked_probe/rus.png" in page and "figures/probe/rus.png" in page
+
+
 def test_report_without_meta_or_figures_says_so(tmp_path):
     folder = _folder(tmp_path / "exp", _synergy_df(), meta=None, figures=False)
     page = html_report.write_report(folder).read_text()
