@@ -158,8 +158,9 @@ def draw_rus(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]:
         c = frame[frame.task == t].chance.iloc[0]
         ax.hlines(c, j - 0.45, j + 0.45, colors="k", linestyles="--", linewidth=1,
                   label="chance" if j == 0 else None)
-    ax.set_xticks(np.arange(len(tasks)), tasks, rotation=30 if len(tasks) > 6 else 0,
-                  ha="right" if len(tasks) > 6 else "center", fontsize=8 if len(tasks) > 6 else None)
+    rotate = len(tasks) > 6 or max(len(str(t)) for t in tasks) > 8  # long names (grid points) overlap
+    ax.set_xticks(np.arange(len(tasks)), tasks, rotation=30 if rotate else 0,
+                  ha="right" if rotate else "center", fontsize=8 if rotate else None)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"balanced accuracy (test)\n{error_note(frame.n)}", fontsize=9)
     ax.set_title(title, fontsize=10)

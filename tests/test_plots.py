@@ -305,6 +305,18 @@ def test_many_settings_become_a_heat_map(figures):
     assert [t.get_text() for t in ax.get_yticklabels()] == list(frame.method_label)
 
 
+@pytest.mark.parametrize("grid", [[{"k": k, "label_noise": e} for k in (2, 4, 8) for e in (0.0, 0.2)],
+                                  [{"n_train": 2000}, {"n_train": 10000}]])
+def test_grid_point_names_on_the_axis_do_not_overlap(figures, grid):
+    df = results_frame("latent", grid, [("supervised", {})], ["S"], lambda *a: 0.9)
+    plots.draw_rus(plots.rus_frame(df.assign(task=plots.grid_points(df))), "t", Path("x"))
+    fig = figures[0]
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].get_xticklabels()]
+    assert len(boxes) == len(grid)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
 @pytest.mark.parametrize("n", [1, 7, 10, 11, 20, 21, 34])
 def test_colours_never_repeat(n):
     assert len({tuple(np.round(c, 6)) for c in plots.distinct_colors(n)}) == n
