@@ -127,6 +127,12 @@ def grid_points(df: pd.DataFrame) -> list[str]:
     return [" ".join(f"{k}={p.get(k)}" for k in keys) for p in params]
 
 
+def _turn_ticks(names: list, most: int) -> bool:
+    """Whether x tick labels are turned: more than ``most`` of them, or any longer than 8
+    characters (grid point names such as ``k=2 label_noise=0.0`` overlap when upright)."""
+    return len(names) > most or max(len(str(n)) for n in names) > 8
+
+
 def rus_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Balanced accuracy per (method, task) in grid and task order: ``mean``, ``se``, ``n`` over
     seeds and the task's ``chance``."""
@@ -158,7 +164,7 @@ def draw_rus(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Path]:
         c = frame[frame.task == t].chance.iloc[0]
         ax.hlines(c, j - 0.45, j + 0.45, colors="k", linestyles="--", linewidth=1,
                   label="chance" if j == 0 else None)
-    rotate = len(tasks) > 6 or max(len(str(t)) for t in tasks) > 8  # long names (grid points) overlap
+    rotate = _turn_ticks(tasks, most=6)
     ax.set_xticks(np.arange(len(tasks)), tasks, rotation=30 if rotate else 0,
                   ha="right" if rotate else "center", fontsize=8 if rotate else None)
     ax.set_ylim(0, 1.05)
@@ -176,7 +182,7 @@ def _draw_rus_heat(frame: pd.DataFrame, title: str, path_stem: Path) -> list[Pat
     se = frame.pivot(index="method_label", columns="task", values="se").reindex(index=methods, columns=tasks)
     chance = frame.drop_duplicates("task").set_index("task").chance.reindex(tasks).to_numpy()
     share = (mean.to_numpy() - chance) / (1.0 - chance)
-    rotate = len(tasks) > 4 or max(len(str(t)) for t in tasks) > 8
+    rotate = _turn_ticks(tasks, most=4)
     label_width = 0.055 * max(len(m) for m in methods)                      # inches of tick text
     label_height = 0.045 * max(len(str(t)) for t in tasks) if rotate else 0.2
     fig, ax = plt.subplots(figsize=(1.8 + label_width + 0.62 * len(tasks), 1.1 + label_height + 0.36 * len(methods)))
