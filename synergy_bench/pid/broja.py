@@ -412,11 +412,11 @@ def _interior_point(a: np.ndarray, b: np.ndarray, gap_tol: float, cautious: bool
     that the Newton model of the nonlinear g_k is not to be trusted; see ``trusted_step``).
     The centring target is kept above a multiple of the residual so that the iterates cannot
     reach the boundary before they reach feasibility: a small multiple by default, a large one
-    with ``cautious``, which also factorises the Newton matrix whole (slower, but robust on tables
-    with tiny or structurally sparse marginals). Once gap and residuals are small the iterate is certified
-    (see ``_certify``) until the certificate meets ``gap_tol`` or has not improved ``patience``
-    times in a row (the floating-point floor of extreme tables). Without ``cautious`` the run
-    gives up early when max(residual, gap) has not halved in 8 iterations.
+    with ``cautious``, which also factorises the Newton matrix whole (slower, but robust on
+    tables with tiny or structurally sparse marginals). Once gap and residuals are small the
+    iterate is certified (see ``_certify``) until the certificate meets ``gap_tol`` or has not
+    improved ``patience`` times in a row (the floating-point floor of extreme tables). Without
+    ``cautious`` the run gives up early when max(residual, gap) has not halved in 8 iterations.
     """
     dual = _Dual(a, b)
     blocks, n_blocks = dual.blocks, dual.n_blocks
